@@ -1,0 +1,136 @@
+"""The configuration of one training run, validated before any work starts."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+SPLIT_CONVENTIONS = ("counts", "index")
+TRAIN_ACC_SOURCES = ("clean", "mixed")
+LR_SCHEDULES = ("multistep", "cosine")
+OPTIMIZERS = ("sgd", "adamw")
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines a run. Defaults are the paper's motivation recipe;
+    :func:`amixup.recipes.make_config` fills in the recipe of each experiment."""
+
+    experiment: str = "custom"          # groups records, e.g. "table2"
+    profile: str = "custom"             # smoke | quick | paper | custom
+    # data
+    dataset: str = "mini_cifar_lt"
+    imb_factor: float | None = None     # None: the dataset's default (mini_cifar_lt: 200)
+    subsample_seed: int = 0             # which images the long-tail subsampling keeps (LDAM-DRW: 0)
+    train_subset: int | None = None     # cap on training images (stratified), for smoke/quick profiles
+    test_subset: int | None = None      # cap on test images (stratified)
+    crop_padding: int = 4               # RandomCrop(32, padding=4) as in the mixup / LDAM-DRW code
+    flip: bool = True
+    # model and method
+    model: str = "cnn_vis2d"
+    method: str = "ce"                  # ce | mixup | manifold_mixup | am_mixup
+    rate: str | None = None             # Table 7 "MR" override: am | beta | fixed
+    one_sided: bool | None = None       # Table 7 "OL" override
+    last_layer: bool | None = None      # Table 7 "LL" override (False: mix at a drawn eligible layer)
+    alpha: float = 1.0                  # Beta(alpha, alpha) for mixup / manifold mixup
+    beta: float = 0.34                  # Eq. 6
+    fixed_lambda: float = 0.51          # Table 7 row 5
+    train_acc_source: str = "clean"     # accuracy driving Eq. 6: clean predictions or mixed-batch predictions
+    # optimisation
+    epochs: int = 100
+    batch_size: int = 128               # the toy runs' batch size is not given; 128 as in the cited mixup code
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_schedule: str = "multistep"
+    milestones: tuple[int, ...] = (30, 60, 80)
+    gamma: float = 0.2
+    warmup_epochs: int = 0              # linear warm-up from lr/warmup_epochs (LDAM-DRW style)
+    # evaluation
+    split_convention: str = "counts"    # many/median/few by training counts or by class index
+    many_threshold: int = 100           # counts convention: many if count > many_threshold
+    few_threshold: int = 20             # counts convention: few if count < few_threshold
+    eval_every: int = 1
+    # transfer
+    finetune_from: str | None = None    # run id (or checkpoint path) whose encoder is reused
+    freeze_encoder: bool = False
+    # run
+    seed: int = 0
+    device: str = "auto"
+    extra: dict = field(default_factory=dict)  # free-form labels (e.g. Table 7 row) kept in the record
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["milestones"] = list(self.milestones)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown config field(s) {unknown}; allowed: {sorted(known)}")
+        d = dict(d)
+        if "milestones" in d:
+            d["milestones"] = tuple(d["milestones"])
+        return cls(**d)
+
+    def digest(self) -> str:
+        """A short hash of everything but the device (which does not change the experiment)."""
+        d = self.to_dict()
+        d.pop("device")
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
+
+    def run_id(self) -> str:
+        return f"{self.experiment}-{self.dataset}-{self.model}-{self.method}-s{self.seed}-{self.digest()}"
+
+    def validate(self) -> "RunConfig":
+        """Raise ``ValueError`` naming the parameter and its allowed values; return self."""
+        from . import data, mixing, models
+
+        def one_of(name, value, allowed):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+        one_of("dataset", self.dataset, sorted(data.DATASETS))
+        one_of("model", self.model, sorted(models.MODELS))
+        spec = mixing.resolve_spec(self.method, self.rate, self.one_sided, self.last_layer)
+        one_of("train_acc_source", self.train_acc_source, TRAIN_ACC_SOURCES)
+        one_of("split_convention", self.split_convention, SPLIT_CONVENTIONS)
+        one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        one_of("optimizer", self.optimizer, OPTIMIZERS)
+        if self.imb_factor is not None and not self.imb_factor >= 1:
+            raise ValueError(f"imb_factor must be >= 1 (n_max / n_min), got {self.imb_factor!r}")
+        if self.imb_factor is not None and not self.dataset.endswith("_lt"):
+            raise ValueError(f"imb_factor applies to long-tailed datasets (*_lt) only, not {self.dataset!r}")
+        if self.imb_factor is None and self.dataset.endswith("_lt") and self.dataset != "mini_cifar_lt":
+            raise ValueError(f"imb_factor is required for {self.dataset!r} (e.g. 100, 50 or 10)")
+        if not self.beta >= 0:
+            raise ValueError(f"beta must be >= 0, got {self.beta!r}")
+        if spec.rate == "beta" and not self.alpha > 0:
+            raise ValueError(f"alpha must be > 0, got {self.alpha!r}")
+        if not 0 <= self.fixed_lambda <= 1:
+            raise ValueError(f"fixed_lambda must lie in [0, 1], got {self.fixed_lambda!r}")
+        for name in ("epochs", "batch_size", "eval_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        for name in ("train_subset", "test_subset"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise ValueError(f"{name} must be None or >= 1, got {value!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"gamma must lie in (0, 1], got {self.gamma!r}")
+        if self.warmup_epochs < 0 or self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
+            raise ValueError(f"warmup_epochs must lie in [0, epochs), got {self.warmup_epochs!r}")
+        if list(self.milestones) != sorted(self.milestones) or any(m < 1 for m in self.milestones):
+            raise ValueError(f"milestones must be increasing positive epochs, got {list(self.milestones)}")
+        if not (self.device in ("auto", "cpu", "cuda", "mps") or str(self.device).startswith("cuda:")):
+            raise ValueError(f"device must be one of ['auto', 'cpu', 'cuda', 'cuda:N', 'mps'], got {self.device!r}")
+        if self.freeze_encoder and not self.finetune_from:
+            raise ValueError("freeze_encoder=True needs finetune_from (the run whose encoder is reused)")
+        return self

@@ -1,0 +1,582 @@
+"""Datasets for AM-mixup: offline loading of CIFAR-10/100 and MNIST, long-tail and coarse variants.
+
+Everything is kept as uint8 CPU tensors ([N, C, H, W]); normalisation and device moves happen elsewhere.
+Loaders try a list of sources in order (see ``DEFAULT_SOURCES``) and cache both splits of a dataset in
+``cache_dir()/<dataset>.pt`` once any source succeeds.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import shutil
+import struct
+import tarfile
+import tempfile
+import warnings
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+REPO_DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+DEFAULT_SOURCES = ("cache", "imagefolder", "torchvision_files", "download")
+SPLITS = ("test", "train")
+_CACHE_FORMAT = 1
+
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck"]
+MNIST_CLASSES = [str(d) for d in range(10)]
+CIFAR100_CLASSES = [
+    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle", "bottle",
+    "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle", "caterpillar", "cattle",
+    "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch", "crab", "crocodile", "cup", "dinosaur",
+    "dolphin", "elephant", "flatfish", "forest", "fox", "girl", "hamster", "house", "kangaroo", "keyboard",
+    "lamp", "lawn_mower", "leopard", "lion", "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain",
+    "mouse", "mushroom", "oak_tree", "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree",
+    "plain", "plate", "poppy", "porcupine", "possum", "rabbit", "raccoon", "ray", "road", "rocket",
+    "rose", "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake", "spider",
+    "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank", "telephone", "television", "tiger",
+    "tractor", "train", "trout", "tulip", "turtle", "wardrobe", "whale", "willow_tree", "wolf", "woman", "worm",
+]
+CIFAR100_COARSE_CLASSES = [
+    "aquatic_mammals", "fish", "flowers", "food_containers", "fruit_and_vegetables",
+    "household_electrical_devices", "household_furniture", "insects", "large_carnivores",
+    "large_man-made_outdoor_things", "large_natural_outdoor_scenes", "large_omnivores_and_herbivores",
+    "medium_mammals", "non-insect_invertebrates", "people", "reptiles", "small_mammals", "trees",
+    "vehicles_1", "vehicles_2",
+]
+# CIFAR100_COARSE_OF_FINE[fine_label] = coarse_label (fine labels in alphabetical order, as in the dataset).
+CIFAR100_COARSE_OF_FINE = [
+    4, 1, 14, 8, 0, 6, 7, 7, 18, 3, 3, 14, 9, 18, 7, 11, 3, 9, 7, 11,
+    6, 11, 5, 10, 7, 6, 13, 15, 3, 15, 0, 11, 1, 10, 12, 14, 16, 9, 11, 5,
+    5, 19, 8, 8, 15, 13, 14, 17, 18, 10, 16, 4, 17, 4, 2, 0, 17, 4, 18, 17,
+    10, 3, 2, 12, 12, 16, 12, 1, 9, 19, 2, 10, 0, 1, 16, 12, 9, 13, 15, 13,
+    16, 19, 2, 4, 6, 19, 5, 5, 8, 19, 18, 1, 2, 15, 6, 0, 17, 8, 14, 13,
+]
+
+# Per-channel (mean, std) in [0, 1] pixel units.
+NORMALIZATION = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "mnist": ((0.1307,), (0.3081,)),
+}
+
+
+class DataNotFoundError(FileNotFoundError):
+    """No source could provide the dataset."""
+
+
+class DataCorruptError(RuntimeError):
+    """A dataset file or archive is corrupt, truncated or unsafe."""
+
+
+@dataclass
+class ImageData:
+    """Images (uint8 [N, C, H, W]) with int64 labels, class names and a provenance string."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+    source: str
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def counts(self) -> list[int]:
+        """Number of images per class."""
+        return torch.bincount(self.labels, minlength=self.num_classes).tolist()
+
+    def subset(self, index) -> "ImageData":
+        """Rows selected by an index tensor/list or boolean mask."""
+        index = torch.as_tensor(index)
+        return ImageData(self.images[index].contiguous(), self.labels[index].clone(),
+                         list(self.classes), self.source)
+
+    def relabel(self, mapping: list[int], classes: list[str]) -> "ImageData":
+        """Map label i to mapping[i] (e.g. fine -> coarse); ``classes`` names the new labels."""
+        if len(mapping) != self.num_classes:
+            raise ValueError(f"mapping must have {self.num_classes} entries, got {len(mapping)}")
+        if any(not 0 <= m < len(classes) for m in mapping):
+            raise ValueError(f"mapping values must be in [0, {len(classes) - 1}], got {mapping}")
+        table = torch.tensor(mapping, dtype=torch.int64)
+        return ImageData(self.images, table[self.labels], list(classes), self.source)
+
+
+# --------------------------------------------------------------------------- locations
+
+def search_paths() -> list[Path]:
+    """Folders searched for offline copies: AMIXUP_DATA_PATH entries, then the repo's data/ folder."""
+    env = os.environ.get("AMIXUP_DATA_PATH", "")
+    return [Path(p).expanduser() for p in env.split(os.pathsep) if p] + [REPO_DATA_DIR]
+
+
+def cache_dir() -> Path:
+    """AMIXUP_CACHE_DIR if set, else <repo>/data/cache; created on demand."""
+    env = os.environ.get("AMIXUP_CACHE_DIR")
+    path = Path(env).expanduser() if env else REPO_DATA_DIR / "cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _check_choice(param: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"{param} must be one of {sorted(allowed)}, got {value!r}")
+
+
+# --------------------------------------------------------------------------- cache
+
+def _split_dict(images: torch.Tensor, labels: torch.Tensor) -> dict:
+    return {"images": images.contiguous(), "labels": labels.to(torch.int64)}
+
+
+def _write_cache(path: Path, payload: dict) -> None:
+    """torch.save to a temp file in the same folder, then atomically rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache is an ordinary shared file
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _read_cache(path: Path) -> dict:
+    try:
+        payload = torch.load(path, weights_only=True)
+        if payload.get("format") != _CACHE_FORMAT:
+            raise ValueError(f"unknown cache format {payload.get('format')!r}")
+        return payload
+    except Exception as exc:  # any unreadable cache is reported, never silently used
+        raise DataCorruptError(f"cache file {path} is unreadable ({exc}); delete it to rebuild") from exc
+
+
+# --------------------------------------------------------------------------- imagefolder
+
+def _decode_file(path: Path, mode) -> torch.Tensor:
+    from torchvision.io import decode_image
+
+    data = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
+    return decode_image(data, mode=mode)
+
+
+def _read_imagefolder_split(root: Path, classes: list[str], mode) -> dict:
+    """Decode root/<class>/* (files sorted by name) into one split."""
+    found = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if found != classes:
+        raise DataCorruptError(f"class folders in {root} are {found}, expected {classes}")
+    images, labels = [], []
+    with warnings.catch_warnings():  # torchvision 0.29 emits a DeprecationWarning on every decode
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for label, name in enumerate(classes):
+            files = sorted(p for p in (root / name).iterdir() if p.is_file() and not p.name.startswith("."))
+            for f in files:
+                try:
+                    images.append(_decode_file(f, mode))
+                except RuntimeError as exc:
+                    raise DataCorruptError(f"cannot decode image {f}: {exc}") from exc
+            labels += [label] * len(files)
+    if not images:
+        raise DataCorruptError(f"no images found under {root}")
+    shapes = {tuple(im.shape) for im in images}
+    if len(shapes) != 1:
+        raise DataCorruptError(f"images under {root} have different shapes: {sorted(shapes)[:5]}")
+    return _split_dict(torch.stack(images), torch.tensor(labels, dtype=torch.int64))
+
+
+def _find_split_root(root: Path) -> Path | None:
+    """root itself or its single sub-folder, whichever holds train/ and test/."""
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        return root
+    subdirs = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+    if len(subdirs) == 1 and (subdirs[0] / "train").is_dir() and (subdirs[0] / "test").is_dir():
+        return subdirs[0]
+    return None
+
+
+def _read_imagefolder(root: Path, classes: list[str], mode) -> dict:
+    split_root = _find_split_root(root)
+    if split_root is None:
+        raise DataCorruptError(f"{root} has no train/ and test/ folders in ImageFolder layout")
+    return {s: _read_imagefolder_split(split_root / s, classes, mode) for s in SPLITS}
+
+
+def _read_imagefolder_archive(archive: Path, classes: list[str], mode) -> dict:
+    """Extract (safely) into a temp folder inside cache_dir(), decode, and remove the temp folder."""
+    tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=cache_dir()))
+    try:
+        try:
+            with tarfile.open(archive, "r:*") as tf:
+                tf.extractall(tmp, filter="data")
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+            raise DataCorruptError(f"archive {archive} is corrupt, truncated or unsafe: {exc}") from exc
+        return _read_imagefolder(tmp, classes, mode)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _source_imagefolder(info: "_Base", tried: list[str]) -> tuple[dict, str] | None:
+    name = info.name
+    for base in search_paths():
+        for folder in (base / f"{name}-jpeg", base / name):
+            tried.append(f"{folder}/ (ImageFolder)")
+            if _find_split_root(folder) is not None:
+                return _read_imagefolder(folder, info.classes, info.mode), f"imagefolder folder {folder.name}"
+        for archive in (base / f"{name}-jpeg.tar.gz", base / f"{name}.tar.gz", base / f"{name}-jpeg.tar"):
+            tried.append(str(archive))
+            if archive.is_file():
+                lossy = " (lossy JPEG re-encoding)" if "jpeg" in archive.name else ""
+                return (_read_imagefolder_archive(archive, info.classes, info.mode),
+                        f"imagefolder archive {archive.name}{lossy}")
+    return None
+
+
+# --------------------------------------------------------------------------- canonical torchvision files
+
+def _unpickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            obj = pickle.load(f, encoding="latin1")
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
+        raise DataCorruptError(f"cannot read pickle {path}: {exc}") from exc
+    # Python-2 pickles may have bytes keys; normalise to str.
+    return {(k.decode() if isinstance(k, bytes) else k): v for k, v in obj.items()}
+
+
+def _cifar_arrays(path: Path, label_key: str, d: dict | None = None) -> tuple[np.ndarray, list[int]]:
+    d = _unpickle(path) if d is None else d
+    try:
+        data, labels = np.asarray(d["data"], dtype=np.uint8), list(d[label_key])
+    except KeyError as exc:
+        raise DataCorruptError(f"{path} lacks key {exc}") from exc
+    if data.ndim != 2 or data.shape[1] != 3072 or data.shape[0] != len(labels):
+        raise DataCorruptError(f"{path}: data shape {data.shape} does not match {len(labels)} labels x 3072")
+    return data, labels
+
+
+def _cifar_split(arrays: list[tuple[np.ndarray, list[int]]]) -> dict:
+    data = np.concatenate([a for a, _ in arrays]).reshape(-1, 3, 32, 32)
+    labels = [lab for _, labs in arrays for lab in labs]
+    return _split_dict(torch.from_numpy(data.copy()), torch.tensor(labels, dtype=torch.int64))
+
+
+def _check_names(path: Path, names, expected: list[str]) -> None:
+    if list(names) != expected:
+        raise DataCorruptError(f"{path}: class names {list(names)[:5]}... differ from the canonical list")
+
+
+def _read_cifar10_files(folder: Path) -> dict:
+    _check_names(folder / "batches.meta", _unpickle(folder / "batches.meta").get("label_names", []),
+                 CIFAR10_CLASSES)
+    train = [_cifar_arrays(folder / f"data_batch_{i}", "labels") for i in range(1, 6)]
+    return {"train": _cifar_split(train), "test": _cifar_split([_cifar_arrays(folder / "test_batch", "labels")])}
+
+
+def _read_cifar100_files(folder: Path) -> dict:
+    meta = _unpickle(folder / "meta")
+    _check_names(folder / "meta", meta.get("fine_label_names", []), CIFAR100_CLASSES)
+    out = {}
+    for split in SPLITS:
+        d = _unpickle(folder / split)
+        data, fine = _cifar_arrays(folder / split, "fine_labels", d)
+        coarse = d.get("coarse_labels")
+        if coarse is not None and [CIFAR100_COARSE_OF_FINE[f] for f in fine] != list(coarse):
+            raise DataCorruptError(f"{folder / split}: coarse_labels disagree with CIFAR100_COARSE_OF_FINE")
+        out[split] = _cifar_split([(data, fine)])
+    return out
+
+
+_IDX_MAGIC = {"labels": 2049, "images": 2051}
+
+
+def read_idx(path: Path, magic: int) -> np.ndarray:
+    """Parse an (optionally gzipped) IDX file of unsigned bytes, checking magic number and size."""
+    path = Path(path)
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataCorruptError(f"cannot read IDX file {path}: {exc}") from exc
+    if len(raw) < 4 or struct.unpack(">I", raw[:4])[0] != magic:
+        found = struct.unpack(">I", raw[:4])[0] if len(raw) >= 4 else None
+        raise DataCorruptError(f"IDX file {path}: bad magic number {found}, expected {magic}")
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataCorruptError(f"IDX file {path} is truncated (header)")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    if len(raw) - header != int(np.prod(dims)):
+        raise DataCorruptError(f"IDX file {path}: {len(raw) - header} data bytes, expected {int(np.prod(dims))} "
+                               f"for shape {dims}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _mnist_file(folder: Path, stem: str) -> Path | None:
+    for p in (folder / stem, folder / f"{stem}.gz"):
+        if p.is_file():
+            return p
+    return None
+
+
+def _read_mnist_files(folder: Path) -> dict:
+    out = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        images = read_idx(_mnist_file(folder, f"{prefix}-images-idx3-ubyte"), _IDX_MAGIC["images"])
+        labels = read_idx(_mnist_file(folder, f"{prefix}-labels-idx1-ubyte"), _IDX_MAGIC["labels"])
+        if len(images) != len(labels):
+            raise DataCorruptError(f"MNIST {split} in {folder}: {len(images)} images but {len(labels)} labels")
+        out[split] = _split_dict(torch.from_numpy(images.copy()).unsqueeze(1),
+                                 torch.from_numpy(labels.astype(np.int64)))
+    return out
+
+
+def _has_mnist_files(folder: Path) -> bool:
+    stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    return all(_mnist_file(folder, s) is not None for s in stems)
+
+
+def _canonical_candidates(name: str, base: Path) -> list[Path]:
+    if name == "mnist":
+        return [base / "mnist", base / "MNIST" / "raw", base]
+    folder = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}[name]
+    nested = sorted(p / folder for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+    return [base / folder] + nested
+
+
+def _canonical_present(name: str, folder: Path) -> bool:
+    if name == "mnist":
+        return _has_mnist_files(folder)
+    return folder.is_dir()
+
+
+def _read_canonical(info: "_Base", bases: list[Path], tried: list[str]) -> tuple[dict, Path] | None:
+    for base in bases:
+        for folder in _canonical_candidates(info.name, base):
+            tried.append(f"{folder}/ (torchvision files)")
+            if _canonical_present(info.name, folder):
+                return info.read_canonical(folder), folder
+    return None
+
+
+def _source_torchvision_files(info: "_Base", tried: list[str]) -> tuple[dict, str] | None:
+    found = _read_canonical(info, search_paths(), tried)
+    return None if found is None else (found[0], f"torchvision files {found[1].name}")
+
+
+def _source_download(info: "_Base", tried: list[str]) -> tuple[dict, str] | None:
+    import torchvision.datasets as tvd
+
+    root = cache_dir() / "downloads"
+    cls = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100, "mnist": tvd.MNIST}[info.name]
+    for train in (True, False):
+        cls(root=str(root), train=train, download=True)
+    found = _read_canonical(info, [root], tried)
+    return None if found is None else (found[0], f"torchvision download into {root.name}/{found[1].name}")
+
+
+# --------------------------------------------------------------------------- loaders
+
+@dataclass(frozen=True)
+class _Base:
+    name: str
+    classes: list[str]
+    mode_name: str  # torchvision ImageReadMode member
+    read_canonical: Callable[[Path], dict]
+
+    @property
+    def mode(self):
+        from torchvision.io import ImageReadMode
+
+        return getattr(ImageReadMode, self.mode_name)
+
+
+_BASES = {
+    "cifar10": _Base("cifar10", CIFAR10_CLASSES, "RGB", _read_cifar10_files),
+    "cifar100": _Base("cifar100", CIFAR100_CLASSES, "RGB", _read_cifar100_files),
+    "mnist": _Base("mnist", MNIST_CLASSES, "GRAY", _read_mnist_files),
+}
+_SOURCES = {"imagefolder": _source_imagefolder, "torchvision_files": _source_torchvision_files,
+            "download": _source_download}
+
+
+def _from_payload(payload: dict, split: str, source: str) -> ImageData:
+    part = payload[split]
+    return ImageData(part["images"], part["labels"], list(payload["classes"]), source)
+
+
+def _load(name: str, split: str, sources, download: bool) -> ImageData:
+    _check_choice("split", split, SPLITS)
+    sources = (sources,) if isinstance(sources, str) else tuple(sources)
+    for s in sources:
+        _check_choice("sources entry", s, DEFAULT_SOURCES)
+    info = _BASES[name]
+    tried: list[str] = []
+    for src in sources:
+        if src == "cache":
+            path = cache_dir() / f"{name}.pt"
+            if path.is_file():
+                payload = _read_cache(path)
+                return _from_payload(payload, split, f"cache {path.name} of {payload['source']}")
+            tried.append(f"{path} (cache)")
+            continue
+        if src == "download" and not download:
+            tried.append("download (skipped: download=False)")
+            continue
+        found = _SOURCES[src](info, tried)
+        if found is None:
+            continue
+        splits, source = found
+        payload = {"format": _CACHE_FORMAT, "name": name, "classes": list(info.classes), "source": source, **splits}
+        _write_cache(cache_dir() / f"{name}.pt", payload)
+        return _from_payload(payload, split, source)
+    looked = "\n  ".join(tried) or "(no sources given)"
+    raise DataNotFoundError(
+        f"dataset {name!r} not found. Places looked (sources {list(sources)}):\n  {looked}\n"
+        f"To provide it: set AMIXUP_DATA_PATH to a folder holding {_hint(name)}, put it under "
+        f"{REPO_DATA_DIR}/, or pass download=True with internet access."
+    )
+
+
+def _hint(name: str) -> str:
+    return {
+        "cifar10": "cifar10-jpeg.tar.gz (ImageFolder train/ and test/) or cifar-10-batches-py/",
+        "cifar100": "cifar100-jpeg.tar.gz (ImageFolder train/ and test/) or cifar-100-python/",
+        "mnist": "mnist/ with the four IDX files (train-images-idx3-ubyte.gz, ...)",
+    }[name]
+
+
+def load_cifar10(split: str, *, sources=DEFAULT_SOURCES, download: bool = False) -> ImageData:
+    """CIFAR-10 split, uint8 [N, 3, 32, 32], canonical class order."""
+    return _load("cifar10", split, sources, download)
+
+
+def load_cifar100(split: str, *, sources=DEFAULT_SOURCES, download: bool = False) -> ImageData:
+    """CIFAR-100 split with fine labels (see CIFAR100_COARSE_OF_FINE for superclasses)."""
+    return _load("cifar100", split, sources, download)
+
+
+def load_mnist(split: str, *, sources=DEFAULT_SOURCES, download: bool = False) -> ImageData:
+    """MNIST split, uint8 [N, 1, 28, 28]."""
+    return _load("mnist", split, sources, download)
+
+
+_LOADERS = {"cifar10": load_cifar10, "cifar100": load_cifar100, "mnist": load_mnist}
+
+
+# --------------------------------------------------------------------------- long tail
+
+def longtail_counts(n_max: int, num_classes: int, imb_factor: float) -> list[int]:
+    """Exponential profile n_max * imb^(-i/(C-1)) (LDAM-DRW); imb_factor = n_max / n_min."""
+    if n_max < 1:
+        raise ValueError(f"n_max must be >= 1, got {n_max}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if not imb_factor >= 1:
+        raise ValueError(f"imb_factor must be >= 1, got {imb_factor}")
+    if num_classes == 1:
+        return [int(n_max)]
+    return [int(n_max * imb_factor ** (-i / (num_classes - 1))) for i in range(num_classes)]
+
+
+def longtail_subset(data: ImageData, imb_factor: float, seed: int = 0) -> ImageData:
+    """Keep longtail_counts(max count, C, imb_factor)[c] seeded-random images of class c, in original order."""
+    have = data.counts()
+    want = longtail_counts(max(have), data.num_classes, imb_factor)
+    gen = torch.Generator().manual_seed(seed)
+    keep = []
+    for c, (n_have, n_want) in enumerate(zip(have, want)):
+        if n_want > n_have:
+            raise ValueError(f"class {c} has {n_have} images, fewer than the {n_want} the long tail needs")
+        idx = torch.nonzero(data.labels == c).flatten()
+        keep.append(idx[torch.randperm(n_have, generator=gen)[:n_want]])
+    return data.subset(torch.sort(torch.cat(keep)).values)
+
+
+# --------------------------------------------------------------------------- registry
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One entry of DATASETS: base dataset plus class selection, coarse relabelling and long tail."""
+
+    base: str
+    num_classes: int
+    description: str
+    keep_classes: tuple[int, ...] | None = None
+    coarse: tuple[tuple[int, ...], tuple[str, ...]] | None = None  # (mapping, coarse class names)
+    longtail: bool = False
+    default_imb: float | None = None
+
+
+_MINI = (0, 1, 2, 3)  # airplane, automobile, bird, cat
+_VEH_ANI = ("vehicles", "animals")
+
+DATASETS: dict[str, DatasetSpec] = {
+    "cifar10": DatasetSpec("cifar10", 10, "CIFAR-10, 10 classes, 50k/10k"),
+    "cifar100": DatasetSpec("cifar100", 100, "CIFAR-100, 100 fine classes, 50k/10k"),
+    "mnist": DatasetSpec("mnist", 10, "MNIST digits, 60k/10k"),
+    "mini_cifar": DatasetSpec("cifar10", 4, "CIFAR-10 airplane/automobile/bird/cat, 20k/4k", _MINI),
+    "mini_cifar_coarse": DatasetSpec("cifar10", 2, "mini_cifar as vehicles=0 (airplane, automobile) "
+                                     "vs animals=1 (bird, cat)", _MINI, ((0, 0, 1, 1), _VEH_ANI)),
+    "mini_cifar_lt": DatasetSpec("cifar10", 4, "mini_cifar with long-tailed train (default imb 200: "
+                                 "5000/854/146/25), balanced test", _MINI, longtail=True, default_imb=200.0),
+    "cifar10_lt": DatasetSpec("cifar10", 10, "CIFAR-10 with long-tailed train (imb_factor required), "
+                              "balanced test", longtail=True),
+    "cifar100_lt": DatasetSpec("cifar100", 100, "CIFAR-100 with long-tailed train (imb_factor required), "
+                               "balanced test", longtail=True),
+    "cifar10_coarse": DatasetSpec("cifar10", 2, "CIFAR-10 as vehicles=0 (airplane, automobile, ship, truck) "
+                                  "vs animals=1 (the other six)", coarse=((0, 0, 1, 1, 1, 1, 1, 1, 0, 0), _VEH_ANI)),
+    "cifar100_coarse": DatasetSpec("cifar100", 20, "CIFAR-100 relabelled to its 20 superclasses",
+                                   coarse=(tuple(CIFAR100_COARSE_OF_FINE), tuple(CIFAR100_COARSE_CLASSES))),
+    "mnist_coarse": DatasetSpec("mnist", 2, "MNIST as digits 0-4 = 0 vs 5-9 = 1",
+                                coarse=((0,) * 5 + (1,) * 5, ("0-4", "5-9"))),
+}
+
+
+def base_of(name: str) -> str:
+    """Underlying dataset ("cifar10", "cifar100" or "mnist") of a registry name."""
+    _check_choice("name", name, DATASETS)
+    return DATASETS[name].base
+
+
+def _keep_classes(data: ImageData, keep: tuple[int, ...]) -> ImageData:
+    """Only the listed classes, relabelled 0..len(keep)-1 in the given order."""
+    table = torch.full((data.num_classes,), -1, dtype=torch.int64)
+    table[list(keep)] = torch.arange(len(keep))
+    part = data.subset(torch.nonzero(table[data.labels] >= 0).flatten())
+    return ImageData(part.images, table[part.labels], [data.classes[k] for k in keep], data.source)
+
+
+def build_dataset(name: str, split: str, *, imb_factor: float | None = None, subsample_seed: int = 0,
+                  download: bool = False) -> ImageData:
+    """A registry dataset (see DATASETS); long-tailed variants subsample only the train split."""
+    _check_choice("name", name, DATASETS)
+    _check_choice("split", split, SPLITS)
+    spec = DATASETS[name]
+    if spec.longtail:
+        imb_factor = spec.default_imb if imb_factor is None else imb_factor
+        if imb_factor is None:
+            raise ValueError(f"imb_factor is required for {name!r} (a number >= 1)")
+        if not imb_factor >= 1:
+            raise ValueError(f"imb_factor must be >= 1, got {imb_factor}")
+    elif imb_factor is not None:
+        lt = sorted(k for k, v in DATASETS.items() if v.longtail)
+        raise ValueError(f"imb_factor applies only to {lt}, not {name!r}")
+    data = _LOADERS[spec.base](split, download=download)
+    if spec.keep_classes is not None:
+        data = _keep_classes(data, spec.keep_classes)
+    if spec.coarse is not None:
+        data = data.relabel(list(spec.coarse[0]), list(spec.coarse[1]))
+    if spec.longtail and split == "train":
+        data = longtail_subset(data, imb_factor, seed=subsample_seed)
+    return data

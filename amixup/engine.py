@@ -1,0 +1,317 @@
+"""The one training engine behind every experiment.
+
+``train(config)`` builds the data (uint8 tensors on the device), the model and the
+mixing policy from a :class:`~amixup.config.RunConfig`, trains with per-epoch
+checkpoints, evaluates, and writes one JSON record. A run whose record exists is not
+repeated; a run whose checkpoint exists resumes from it and ends with the same record
+(on the CPU) as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from . import data as datasets
+from .augment import TensorLoader
+from .config import RunConfig
+from .metrics import (alignment, class_groups, neighborhood_uniformity, per_class_accuracy,
+                      split_accuracy, uniformity)
+from .mixing import MixPolicy, mixup, random_permutation, resolve_spec
+from .models import SplitModel, build_model
+from .records import atomic_write_bytes, environment, git_commit, read_record, write_record
+from .schedule import AMScheduler
+
+DEFAULT_RESULTS_DIR = Path("results") / "runs"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was asked for but CUDA is not available; use device='cpu' or 'auto'")
+    return device
+
+
+def learning_rate(config: RunConfig, epoch: int) -> float:
+    """The lr of 0-based ``epoch``: linear warm-up (``lr * (e+1) / warmup``, LDAM-DRW), then
+    step decay by ``gamma`` at each milestone, or cosine annealing to zero."""
+    if epoch < config.warmup_epochs:
+        return config.lr * (epoch + 1) / config.warmup_epochs
+    if config.lr_schedule == "cosine":
+        t = (epoch - config.warmup_epochs) / max(1, config.epochs - config.warmup_epochs)
+        return 0.5 * config.lr * (1.0 + math.cos(math.pi * t))
+    return config.lr * config.gamma ** sum(epoch >= m for m in config.milestones)
+
+
+def stratified_subset(data: "datasets.ImageData", n: int, seed: int) -> "datasets.ImageData":
+    """About ``n`` images keeping each class's share (at least one per class), chosen by ``seed``."""
+    if n >= len(data):
+        return data
+    gen = torch.Generator().manual_seed(seed)
+    total = len(data)
+    keep = []
+    for c in range(data.num_classes):
+        idx = torch.nonzero(data.labels == c).flatten()
+        if len(idx) == 0:
+            continue
+        take = max(1, round(n * len(idx) / total))
+        keep.append(idx[torch.randperm(len(idx), generator=gen)[:take]])
+    return data.subset(torch.sort(torch.cat(keep)).values)
+
+
+def load_data(config: RunConfig):
+    """Train and test :class:`~amixup.data.ImageData` of a config (subsets applied), and the
+    per-class counts of the full training set (which define many/median/few)."""
+    train = datasets.build_dataset(config.dataset, "train", imb_factor=config.imb_factor,
+                                   subsample_seed=config.subsample_seed)
+    test = datasets.build_dataset(config.dataset, "test", imb_factor=config.imb_factor,
+                                  subsample_seed=config.subsample_seed)
+    full_counts = train.counts()
+    if config.train_subset:
+        train = stratified_subset(train, config.train_subset, config.subsample_seed)
+    if config.test_subset:
+        test = stratified_subset(test, config.test_subset, config.subsample_seed)
+    return train, test, full_counts
+
+
+@contextlib.contextmanager
+def _frozen_batchnorm_stats(model: nn.Module):
+    """Forward in train mode without touching BatchNorm running statistics."""
+    saved = []
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            saved.append((m, m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None))
+            m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum, tracked in saved:
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
+
+
+@torch.inference_mode()
+def evaluate(model: SplitModel, loader: TensorLoader):
+    """Logits, features and labels of a whole (un-augmented) loader, in eval mode."""
+    model.eval()
+    logits, feats, labels = [], [], []
+    for x, y in loader:
+        z = model.features(x)
+        feats.append(z.float())
+        logits.append(model.head(z).float())
+        labels.append(y)
+    return torch.cat(logits), torch.cat(feats), torch.cat(labels)
+
+
+def _checkpoint_path(results_dir: Path, run_id: str) -> Path:
+    return results_dir / "checkpoints" / f"{run_id}.pt"
+
+
+def record_path(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR) -> Path:
+    return Path(results_dir) / config.experiment / f"{config.run_id()}.json"
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    import io
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _load_encoder(model: SplitModel, source: str, results_dir: Path, device) -> str:
+    path = Path(source)
+    if not path.exists():
+        path = _checkpoint_path(results_dir, source)
+    if not path.exists():
+        raise FileNotFoundError(f"finetune_from={source!r}: no checkpoint at {source} or {path}")
+    state = torch.load(path, map_location=device, weights_only=True)["model"]
+    encoder = {k: v for k, v in state.items() if k.startswith("stages.")}
+    model.load_state_dict(encoder, strict=False)
+    return str(path)
+
+
+def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool = False,
+          progress: bool = True, on_epoch_end=None) -> dict:
+    """Train one run and return its record (the existing record if the run already finished).
+
+    ``on_epoch_end(epoch, history_entry)`` is called after each epoch's checkpoint is saved.
+    """
+    config = RunConfig.from_dict(config.to_dict()).validate()
+    results_dir = Path(results_dir)
+    run_id = config.run_id()
+    out_path = record_path(config, results_dir)
+    if out_path.exists() and not overwrite:
+        return read_record(out_path)
+    ckpt_path = _checkpoint_path(results_dir, run_id)
+    if overwrite:
+        ckpt_path.unlink(missing_ok=True)
+
+    device = resolve_device(config.device)
+    spec = resolve_spec(config.method, config.rate, config.one_sided, config.last_layer)
+    train_data, test_data, full_counts = load_data(config)
+    mean, std = datasets.NORMALIZATION[datasets.base_of(config.dataset)]
+
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, train_data.num_classes, train_data.images.shape[1])
+    encoder_source = None
+    if config.finetune_from:
+        encoder_source = _load_encoder(model, config.finetune_from, results_dir, "cpu")
+    model = model.to(device, memory_format=torch.channels_last)
+    if config.freeze_encoder:
+        for p in model.stages.parameters():
+            p.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    else:
+        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+    host_gen = torch.Generator().manual_seed(config.seed)
+    device_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
+    policy = MixPolicy(spec, alpha=config.alpha, fixed_lambda=config.fixed_lambda,
+                       eligible_layers=model.manifold_layers, last_layer_index=model.last_layer,
+                       seed=config.seed + 2)
+    scheduler = AMScheduler(config.beta)
+    train_loader = TensorLoader(train_data.images, train_data.labels, config.batch_size, device=device,
+                                mean=mean, std=std, train=True, crop_padding=config.crop_padding,
+                                flip=config.flip, generator=device_gen)
+    test_loader = TensorLoader(test_data.images, test_data.labels, 512, device=device,
+                               mean=mean, std=std, train=False)
+    groups = class_groups(config.split_convention, full_counts, config.many_threshold,
+                          config.few_threshold)
+    need_clean = spec.rate == "am" and config.train_acc_source == "clean"
+
+    history: list[dict] = []
+    start_epoch, seconds = 0, 0.0
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["am"])
+        policy.load_state_dict(state["policy"])
+        host_gen.set_state(state["host_gen"])
+        device_gen.set_state(state["device_gen"].cpu())
+        history, start_epoch, seconds = state["history"], state["epoch"], state["seconds"]
+
+    bar = tqdm(range(start_epoch, config.epochs), desc=run_id, initial=start_epoch, total=config.epochs,
+               disable=not progress, leave=False)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        lr = learning_rate(config, epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        model.train()
+        if config.freeze_encoder:
+            model.stages.eval()  # frozen encoder: BatchNorm statistics stay those of pre-training
+        lam_epoch = scheduler.value
+        loss_sum = torch.zeros((), device=device)
+        correct_mixed = torch.zeros((), device=device, dtype=torch.long)
+        correct_clean = torch.zeros((), device=device, dtype=torch.long)
+        n_seen, n_clean = 0, 0
+        for x, y in train_loader:
+            lam, layer = policy.draw(lam_epoch)
+            if policy.mixes:
+                perm = random_permutation(len(y), host_gen, device)
+                logits, clean = model.forward_mixed(x, layer, lambda h: mixup(h, y, lam, perm)[0])
+                if clean is None and need_clean:
+                    with torch.no_grad(), _frozen_batchnorm_stats(model):
+                        clean = model(x)
+            else:
+                perm = None
+                logits = model(x)
+                clean = logits.detach()
+            loss, dominant = policy.loss(logits, y, lam, perm)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(y)
+            correct_mixed += (logits.detach().argmax(1) == dominant).sum()
+            n_seen += len(y)
+            if clean is not None:
+                correct_clean += (clean.argmax(1) == y).sum()
+                n_clean += len(y)
+        acc_mixed = correct_mixed.item() / n_seen
+        acc_clean = correct_clean.item() / n_clean if n_clean else None
+        if spec.rate == "am":
+            scheduler.step(acc_clean if config.train_acc_source == "clean" else acc_mixed)
+        entry = {"epoch": epoch + 1, "lr": lr, "lambda": lam_epoch if spec.rate == "am" else None,
+                 "train_loss": loss_sum.item() / n_seen, "train_acc_clean": acc_clean, "train_acc_mixed": acc_mixed}
+        if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+            logits, _, labels = evaluate(model, test_loader)
+            split = split_accuracy(logits.argmax(1), labels, groups)
+            entry.update({f"test_{k}": v for k, v in split.items()})
+        seconds += time.perf_counter() - t0
+        entry["seconds"] = seconds
+        history.append(entry)
+        _save_checkpoint(ckpt_path, {
+            "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "am": scheduler.state_dict(), "policy": policy.state_dict(), "host_gen": host_gen.get_state(),
+            "device_gen": device_gen.get_state().cpu(), "history": history, "seconds": seconds,
+        })
+        bar.set_postfix(loss=f"{entry['train_loss']:.3f}", acc=f"{acc_mixed:.3f}",
+                        test=f"{entry.get('test_all', float('nan')):.1f}", lam=f"{lam_epoch:.3f}")
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, entry)
+    bar.close()
+
+    record = _final_record(config, model, test_loader, train_data, test_data, groups, history, seconds,
+                           device, encoder_source)
+    record["data"]["full_train_counts"] = full_counts
+    write_record(record, out_path, overwrite=overwrite)
+    return record
+
+
+def _final_record(config, model, test_loader, train_data, test_data, groups, history, seconds, device,
+                  encoder_source) -> dict:
+    logits, feats, labels = evaluate(model, test_loader)
+    preds = logits.argmax(1)
+    feats, labels = feats.cpu(), labels.cpu()
+    last = split_accuracy(preds, labels.to(preds.device), groups)
+    metrics = {
+        "last": {f"acc_{k}": v for k, v in last.items()},
+        "per_class_acc": per_class_accuracy(preds.cpu(), labels, train_data.num_classes),
+        "alignment": alignment(feats, labels),
+    }
+    if train_data.num_classes >= 2:
+        metrics["uniformity"] = uniformity(feats, labels)
+        metrics["uniformity_k1"] = neighborhood_uniformity(feats, labels, k=1)
+    evaluated = [h for h in history if "test_all" in h]
+    best = max(evaluated, key=lambda h: h["test_all"])
+    metrics["best"] = {"epoch": best["epoch"], **{f"acc_{k}": best[f"test_{k}"] for k in ("all", *groups)}}
+    record = {
+        "run_id": config.run_id(),
+        "config": config.to_dict(),
+        "seed": config.seed,
+        "metrics": metrics,
+        "history": history,
+        "lambda_trajectory": [h["lambda"] for h in history],
+        "data": {
+            "source": train_data.source,
+            "classes": train_data.classes,
+            "train_counts": train_data.counts(),
+            "test_counts": test_data.counts(),
+            "groups": groups,
+        },
+        "seconds": seconds,
+        "environment": environment(device),
+        "git": git_commit(),
+        "finetuned_from": encoder_source,
+    }
+    if model.feature_dim <= 2:  # the 2-D features of the paper's figures
+        record["features"] = {
+            "test": [[round(v, 5) for v in row] for row in feats.tolist()],
+            "labels": labels.tolist(),
+            "head_weight": model.head.weight.detach().cpu().tolist(),
+            "head_bias": model.head.bias.detach().cpu().tolist(),
+        }
+    return record

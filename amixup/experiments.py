@@ -1,0 +1,52 @@
+"""The paper's experiments as lists of run configurations, and a runner that skips finished runs.
+
+Notebooks call these; each run is an engine run with its own record, so an interrupted
+experiment continues where it stopped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import RunConfig
+from .engine import train
+from .recipes import make_config
+
+METHODS = ("ce", "mixup", "manifold_mixup", "am_mixup")
+
+
+def table2_configs(profile: str, methods=METHODS, seeds=(0,), beta: float = 0.34, device: str = "auto",
+                   **overrides) -> list[RunConfig]:
+    """Table 2: CNN-Vis2D on Mini-CIFAR-LT (imbalance 200), one run per method and seed."""
+    return [make_config("motivation", profile, dataset="mini_cifar_lt", method=m, seed=s, beta=beta,
+                        device=device, experiment="table2", **overrides)
+            for m in methods for s in seeds]
+
+
+def table1_configs(profile: str, methods=METHODS, seeds=(0,), beta: float = 0.34, device: str = "auto",
+                   **overrides) -> list[tuple[RunConfig, RunConfig]]:
+    """Table 1: (pre-training on Mini-CIFAR-Coarse with the method, fine-tuning a new head on the
+    four Mini-CIFAR classes with the encoder frozen) pairs, per method and seed."""
+    pairs = []
+    for m in methods:
+        for s in seeds:
+            coarse = make_config("motivation", profile, dataset="mini_cifar_coarse", method=m, seed=s,
+                                 beta=beta, device=device, experiment="table1_coarse", **overrides)
+            fine = make_config("motivation_finetune", profile, dataset="mini_cifar", seed=s, device=device,
+                               experiment="table1", finetune_from=coarse.run_id(),
+                               extra={"pretrain_method": m}, **overrides)
+            pairs.append((coarse, fine))
+    return pairs
+
+
+def run_configs(configs, results_dir, *, progress: bool = True) -> list[dict]:
+    """Train every config (or (pre-train, fine-tune) pair) in order; finished runs are read back."""
+    from tqdm import tqdm
+
+    records = []
+    results_dir = Path(results_dir)
+    for item in tqdm(list(configs), desc="runs", disable=not progress):
+        for config in (item if isinstance(item, tuple) else (item,)):
+            record = train(config, results_dir, progress=progress)
+        records.append(record)
+    return records

@@ -1,0 +1,156 @@
+"""Models split into an encoder (a sequence of stages) and a linear head.
+
+Every model is a :class:`SplitModel`: ``stages`` run in order to produce the feature
+``z`` (the encoder output), ``head`` maps ``z`` to logits. Mixing layers are indexed
+0 (the input), ``k`` (output of stage ``k``) and ``len(stages)`` (the feature ``z``,
+"last layer" in the paper). ``manifold_layers`` are the layers manifold mixup draws
+from: input, after stage 1, after stage 2 (Verma et al.'s choice for ResNets).
+
+New architectures plug in with :func:`register_model`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+MODELS: dict[str, Callable[..., "SplitModel"]] = {}
+
+
+def register_model(name: str):
+    """Decorator adding a constructor ``f(num_classes, in_channels) -> SplitModel`` to the registry."""
+
+    def add(fn):
+        MODELS[name] = fn
+        return fn
+
+    return add
+
+
+def build_model(name: str, num_classes: int, in_channels: int = 3) -> "SplitModel":
+    if name not in MODELS:
+        raise ValueError(f"model must be one of {sorted(MODELS)}, got {name!r}")
+    return MODELS[name](num_classes=num_classes, in_channels=in_channels)
+
+
+class SplitModel(nn.Module):
+    """Encoder stages + linear head, with mixing at any layer."""
+
+    manifold_layers: tuple[int, ...] = (0, 1, 2)
+
+    def __init__(self, stages: list[nn.Module], head: nn.Linear):
+        super().__init__()
+        self.stages = nn.ModuleList(stages)
+        self.head = head
+
+    @property
+    def last_layer(self) -> int:
+        return len(self.stages)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.head.in_features
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def forward_mixed(self, x: torch.Tensor, layer: int, mix: Callable[[torch.Tensor], torch.Tensor]):
+        """Logits with ``mix`` applied to the hidden state at ``layer``.
+
+        Returns ``(logits, clean_logits)``; ``clean_logits`` are the head's outputs on the
+        un-mixed features (detached) when mixing happens at the last layer, else ``None``.
+        """
+        clean_logits = None
+        for i, stage in enumerate(self.stages):
+            if i == layer:
+                x = mix(x)
+            x = stage(x)
+        if layer == len(self.stages):
+            with torch.no_grad():
+                clean_logits = self.head(x.detach())
+            x = mix(x)
+        return self.head(x), clean_logits
+
+
+def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+@register_model("cnn_vis2d")
+def cnn_vis2d(num_classes: int, in_channels: int = 3, feature_dim: int = 2, convs_per_block: int = 1) -> SplitModel:
+    """CNN-Vis2D: three conv blocks of 32, 64 and 128 channels, then a 2-D feature.
+
+    The paper gives only the three widths and the 2-D feature. Here a block is
+    ``convs_per_block`` 3x3 conv-BN-ReLU layers and a 2x2 max-pool (default one conv per
+    block, the literal reading; 2 gives the LeNet++ layout of 2-D feature plots at about
+    2.3x the cost); global average pooling and a linear layer give the feature, a linear
+    head with bias the logits.
+    """
+    blocks = []
+    cin = in_channels
+    for width in (32, 64, 128):
+        layers = _conv_bn_relu(cin, width)
+        for _ in range(convs_per_block - 1):
+            layers += _conv_bn_relu(width, width)
+        blocks.append(nn.Sequential(*layers, nn.MaxPool2d(2)))
+        cin = width
+    blocks[-1].extend([nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, feature_dim)])
+    return SplitModel(blocks, nn.Linear(feature_dim, num_classes))
+
+
+class _BasicBlock(nn.Module):
+    """ResNet basic block with the option-A (zero-padding, parameter-free) shortcut."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.pad = cout - cin
+        self.stride = stride
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1 and self.pad == 0:
+            return x
+        x = x[:, :, :: self.stride, :: self.stride]
+        half = self.pad // 2
+        return F.pad(x, (0, 0, 0, 0, half, self.pad - half))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+@register_model("resnet32")
+def resnet32(num_classes: int, in_channels: int = 3) -> SplitModel:
+    """ResNet-32 for CIFAR as in LDAM-DRW / MiSLAS: a 3x3 stem of 16 channels, three stages
+    of five basic blocks (16, 32, 64 channels), option-A shortcuts, global average pool,
+    a 64-d feature, kaiming-normal init of convs and the head.
+
+    Stage 1 = stem + first five blocks, so manifold mixup's layers are input, after stage 1,
+    after stage 2.
+    """
+    def stage(cin, cout, stride):
+        return [_BasicBlock(cin, cout, stride)] + [_BasicBlock(cout, cout, 1) for _ in range(4)]
+
+    stem = [nn.Conv2d(in_channels, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True)]
+    stages = [
+        nn.Sequential(*stem, *stage(16, 16, 1)),
+        nn.Sequential(*stage(16, 32, 2)),
+        nn.Sequential(*stage(32, 64, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+    ]
+    model = SplitModel(stages, nn.Linear(64, num_classes))
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight)
+    return model

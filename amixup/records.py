@@ -1,0 +1,92 @@
+"""Run records: one JSON file per run, written atomically, read back into tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write to a temporary file beside ``path``, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_record(record: dict, path, overwrite: bool = False) -> Path:
+    """Save ``record`` as JSON at ``path``; refuse to replace an existing record unless ``overwrite``."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"record {path} exists; pass overwrite=True to replace it")
+    atomic_write_bytes(path, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
+    return path
+
+
+def read_record(path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def load_records(results_dir, experiment: str | None = None) -> list[dict]:
+    """All records under ``results_dir`` (recursively), optionally of one experiment."""
+    records = []
+    for path in sorted(Path(results_dir).rglob("*.json")):
+        try:
+            rec = read_record(path)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(rec, dict) or "config" not in rec or "metrics" not in rec:
+            continue
+        if experiment is None or rec["config"].get("experiment") == experiment:
+            records.append(rec)
+    return records
+
+
+def git_commit() -> dict:
+    """The repository's commit and whether the tree had uncommitted changes."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return {"commit": None, "dirty": None}
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", "amixup")
+        return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def environment(device) -> dict:
+    """Package versions and the device a run used."""
+    import torch
+    import torchvision
+
+    from . import __version__
+
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "amixup": __version__,
+        "platform": platform.platform(),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+    }
+    if torch.device(device).type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(torch.device(device))
+    else:
+        info["device_name"] = platform.processor() or platform.machine()
+    return info

@@ -1,0 +1,83 @@
+import pytest
+
+from amixup.config import RunConfig
+from amixup.engine import learning_rate
+from amixup.recipes import ABLATION_ROWS, PROFILES, RECIPES, make_config
+
+
+def test_recipes_hold_the_papers_hyperparameters():
+    m = make_config("motivation")
+    assert (m.model, m.epochs, m.lr, m.momentum, m.weight_decay, m.milestones, m.gamma, m.alpha) == \
+        ("cnn_vis2d", 100, 0.1, 0.9, 5e-4, (30, 60, 80), 0.2, 1.0)
+    c = make_config("cifar_lt", dataset="cifar10_lt", imb_factor=100)
+    assert (c.model, c.epochs, c.batch_size, c.weight_decay, c.warmup_epochs, c.milestones, c.gamma, c.beta) == \
+        ("resnet32", 200, 128, 2e-4, 5, (160, 180), 0.1, 0.34)
+    assert c.split_convention == "index" and m.split_convention == "counts"
+    assert set(PROFILES) == {"smoke", "quick", "paper"} and set(RECIPES) >= {"motivation", "cifar_lt"}
+
+
+def test_motivation_lr_schedule():
+    m = make_config("motivation")
+    lrs = [learning_rate(m, e) for e in (0, 29, 30, 59, 60, 80, 99)]
+    assert lrs == pytest.approx([0.1, 0.1, 0.02, 0.02, 0.004, 0.0008, 0.0008])
+
+
+def test_cifar_lt_warmup_and_steps():
+    c = make_config("cifar_lt", dataset="cifar10_lt", imb_factor=100)
+    lrs = [learning_rate(c, e) for e in (0, 1, 4, 5, 159, 160, 179, 180, 199)]
+    assert lrs == pytest.approx([0.02, 0.04, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+
+
+def test_cosine_schedule():
+    c = RunConfig(lr_schedule="cosine", epochs=10, lr=0.2)
+    assert learning_rate(c, 0) == pytest.approx(0.2) and learning_rate(c, 5) == pytest.approx(0.1)
+
+
+def test_short_profiles_scale_milestones():
+    q = make_config("motivation", "quick")
+    assert q.epochs == PROFILES["quick"]["epochs"] and q.milestones == (4, 7, 10)
+    s = make_config("cifar_lt", "smoke", dataset="cifar10_lt", imb_factor=10)
+    assert s.epochs == 2 and s.warmup_epochs == 1 and max(s.milestones) <= s.epochs
+
+
+def test_all_table7_rows_are_configurations():
+    for row, switches in ABLATION_ROWS.items():
+        c = make_config("cifar_lt", "smoke", dataset="cifar100_lt", imb_factor=100, method="am_mixup", **switches)
+        assert c.rate == switches["rate"]
+
+
+@pytest.mark.parametrize("override, message", [
+    (dict(method="cutmix"), r"method must be one of \['am_mixup', 'ce', 'manifold_mixup', 'mixup'\], got 'cutmix'"),
+    (dict(beta=-0.1), "beta must be >= 0, got -0.1"),
+    (dict(imb_factor=0.5, dataset="mini_cifar_lt"), "imb_factor must be >= 1"),
+    (dict(dataset="imagenet"), "dataset must be one of"),
+    (dict(model="vgg99"), "model must be one of"),
+    (dict(rate="sometimes"), "rate must be one of"),
+    (dict(train_acc_source="test"), r"train_acc_source must be one of \['clean', 'mixed'\]"),
+    (dict(split_convention="quantile"), "split_convention must be one of"),
+    (dict(epochs=0), "epochs must be >= 1"),
+    (dict(device="tpu"), "device must be one of"),
+    (dict(imb_factor=10, dataset="mini_cifar"), "long-tailed datasets"),
+    (dict(dataset="cifar10_lt"), "imb_factor is required"),
+])
+def test_bad_parameters_fail_with_a_clear_error(override, message):
+    with pytest.raises(ValueError, match=message):
+        make_config("motivation", **override)
+
+
+def test_unknown_recipe_profile_and_field():
+    with pytest.raises(ValueError, match=r"profile must be one of \['paper', 'quick', 'smoke'\]"):
+        make_config("motivation", "fast")
+    with pytest.raises(ValueError, match="recipe must be one of"):
+        make_config("imagenet")
+    with pytest.raises(ValueError, match="unknown config field"):
+        RunConfig.from_dict({"betta": 0.3})
+
+
+def test_run_id_is_stable_and_config_sensitive():
+    a = make_config("motivation", "smoke", method="am_mixup")
+    b = make_config("motivation", "smoke", method="am_mixup")
+    assert a.run_id() == b.run_id()
+    assert make_config("motivation", "smoke", method="am_mixup", beta=0.5).run_id() != a.run_id()
+    assert make_config("motivation", "smoke", method="am_mixup", device="cpu").run_id() == a.run_id()
+    assert RunConfig.from_dict(a.to_dict()) == a

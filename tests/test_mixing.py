@@ -1,0 +1,95 @@
+import math
+
+import pytest
+import torch
+
+from amixup.mixing import (METHODS, MixPolicy, MixSpec, am_mixup, mixup, mixup_loss, one_sided_targets,
+                           resolve_spec)
+from amixup.recipes import ABLATION_ROWS
+
+X = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+Y = torch.tensor([0, 1, 2])
+PERM = torch.tensor([2, 0, 1])
+
+
+def test_mixup_eq4_by_hand():
+    mixed, ya, yb = mixup(X, Y, 0.75, perm=PERM)
+    assert torch.allclose(mixed, torch.tensor([[2.0, 3.0], [2.5, 3.5], [4.5, 5.5]]))
+    assert ya.tolist() == [0, 1, 2] and yb.tolist() == [2, 0, 1]
+    assert torch.equal(X, torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]))  # input untouched
+
+
+def test_mixup_loss_eq8_by_hand():
+    logits = torch.tensor([[0.0, math.log(3.0)]])  # p = [1/4, 3/4]
+    loss = mixup_loss(logits, torch.tensor([0]), torch.tensor([1]), 0.3)
+    assert loss.item() == pytest.approx(0.3 * math.log(4) + 0.7 * math.log(4 / 3))
+
+
+def test_am_mixup_eq5_features_and_one_sided_labels():
+    mixed, labels, perm = am_mixup(X, Y, 0.4, perm=PERM)
+    assert torch.allclose(mixed, torch.tensor([[3.4, 4.4], [1.8, 2.8], [3.8, 4.8]]))
+    assert labels.tolist() == [2, 0, 1]  # lambda < 0.5: the other side's label
+    assert perm.tolist() == [2, 0, 1]
+    _, labels, _ = am_mixup(X, Y, 0.5, perm=PERM)
+    assert labels.tolist() == [0, 1, 2]  # lambda >= 0.5: own label
+
+
+def test_am_mixup_draws_a_permutation_from_the_generator():
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    x = torch.randn(16, 4)
+    a = am_mixup(x, torch.arange(16), 0.7, generator=g1)
+    b = am_mixup(x, torch.arange(16), 0.7, generator=g2)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[2], b[2])
+    assert sorted(a[2].tolist()) == list(range(16))
+
+
+def test_bad_lambda_and_perm_are_rejected():
+    with pytest.raises(ValueError, match="lam"):
+        mixup(X, Y, 1.5, perm=PERM)
+    with pytest.raises(ValueError, match="perm"):
+        am_mixup(X, Y, 0.5, perm=torch.tensor([0, 1]))
+
+
+def test_methods_and_ablation_rows_resolve():
+    assert resolve_spec("am_mixup") == MixSpec("am", True, "last")
+    assert resolve_spec("manifold_mixup") == MixSpec("beta", False, "drawn")
+    rows = {k: resolve_spec("am_mixup", **v) for k, v in ABLATION_ROWS.items()}
+    assert rows[1] == MixSpec("am", False, "drawn")
+    assert rows[2] == MixSpec("am", False, "last")
+    assert rows[3] == MixSpec("am", True, "drawn")
+    assert rows[4] == MixSpec("beta", True, "last")
+    assert rows[5] == MixSpec("fixed", True, "last")
+    assert rows[6] == METHODS["am_mixup"]
+
+
+def test_resolve_spec_errors_name_parameter():
+    with pytest.raises(ValueError, match=r"method must be one of \['am_mixup', 'ce', 'manifold_mixup', 'mixup'\]"):
+        resolve_spec("cutmix")
+    with pytest.raises(ValueError, match="rate must be one of"):
+        resolve_spec("am_mixup", rate="uniform")
+
+
+def test_policy_draws_lambda_and_layer():
+    am = MixPolicy(resolve_spec("am_mixup"), last_layer_index=3)
+    assert am.draw(0.8) == (0.8, 3)
+    fixed = MixPolicy(resolve_spec("am_mixup", rate="fixed", last_layer=False), fixed_lambda=0.51,
+                      eligible_layers=(0, 1, 2), seed=0)
+    layers = {fixed.draw(0.9)[1] for _ in range(60)}
+    assert layers == {0, 1, 2} and fixed.draw(0.9)[0] == 0.51
+    beta = MixPolicy(resolve_spec("mixup"), alpha=1.0, seed=0)
+    lams = [beta.draw()[0] for _ in range(2000)]
+    assert all(0 <= v <= 1 for v in lams)
+    assert sum(lams) / len(lams) == pytest.approx(0.5, abs=0.03)  # Beta(1, 1) is uniform
+    assert MixPolicy(resolve_spec("ce")).draw() == (1.0, 0)
+
+
+def test_policy_loss_one_sided_vs_two_label():
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0]])
+    ce = torch.nn.functional.cross_entropy
+    one_sided = MixPolicy(MixSpec("am", True, "last"))
+    loss, dominant = one_sided.loss(logits, Y, 0.3, PERM)
+    assert dominant.tolist() == one_sided_targets(Y, 0.3, PERM).tolist() == [2, 0, 1]
+    assert loss.item() == pytest.approx(ce(logits, torch.tensor([2, 0, 1])).item())
+    two = MixPolicy(MixSpec("am", False, "last"))
+    loss, _ = two.loss(logits, Y, 0.3, PERM)
+    assert loss.item() == pytest.approx(0.3 * ce(logits, Y).item() + 0.7 * ce(logits, Y[PERM]).item())
