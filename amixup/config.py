@@ -11,6 +11,11 @@ SPLIT_CONVENTIONS = ("counts", "index")
 TRAIN_ACC_SOURCES = ("clean", "mixed")
 LR_SCHEDULES = ("multistep", "cosine")
 OPTIMIZERS = ("sgd", "adamw")
+PRECISIONS = ("fp32", "bf16")
+
+#: Fields added after records were first written: left out of the run id while at these
+#: defaults, so earlier records keep their ids.
+_DIGEST_OPTIONAL = {"precision": "fp32"}
 
 
 @dataclass
@@ -60,6 +65,7 @@ class RunConfig:
     # run
     seed: int = 0
     device: str = "auto"
+    precision: str = "fp32"             # fp32, or bf16 autocast (about 1.75x faster on a CPU with AMX, and on GPUs)
     extra: dict = field(default_factory=dict)  # free-form labels (e.g. Table 7 row) kept in the record
 
     def to_dict(self) -> dict:
@@ -82,6 +88,9 @@ class RunConfig:
         """A short hash of everything but the device (which does not change the experiment)."""
         d = self.to_dict()
         d.pop("device")
+        for name, default in _DIGEST_OPTIONAL.items():
+            if d[name] == default:
+                d.pop(name)
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
 
     def run_id(self) -> str:
@@ -102,6 +111,7 @@ class RunConfig:
         one_of("split_convention", self.split_convention, SPLIT_CONVENTIONS)
         one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         one_of("optimizer", self.optimizer, OPTIMIZERS)
+        one_of("precision", self.precision, PRECISIONS)
         if self.imb_factor is not None and not self.imb_factor >= 1:
             raise ValueError(f"imb_factor must be >= 1 (n_max / n_min), got {self.imb_factor!r}")
         if self.imb_factor is not None and not self.dataset.endswith("_lt"):

@@ -99,15 +99,22 @@ def _frozen_batchnorm_stats(model: nn.Module):
                 m.num_batches_tracked.copy_(tracked)
 
 
+def _autocast(device: torch.device, precision: str):
+    """bf16 autocast for ``precision="bf16"``, a no-op context for fp32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 @torch.inference_mode()
-def evaluate(model: SplitModel, loader: TensorLoader):
+def evaluate(model: SplitModel, loader: TensorLoader, autocast=contextlib.nullcontext()):
     """Logits, features and labels of a whole (un-augmented) loader, in eval mode."""
     model.eval()
     logits, feats, labels = [], [], []
     for x, y in loader:
-        z = model.features(x)
+        with autocast:
+            z = model.features(x)
+            out = model.head(z)
         feats.append(z.float())
-        logits.append(model.head(z).float())
+        logits.append(out.float())
         labels.append(y)
     return torch.cat(logits), torch.cat(feats), torch.cat(labels)
 
@@ -190,6 +197,8 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
     groups = class_groups(config.split_convention, full_counts, config.many_threshold,
                           config.few_threshold)
     need_clean = spec.rate == "am" and config.train_acc_source == "clean"
+    autocast = _autocast(device, config.precision)
+    provenance = git_commit()  # the code this run starts with
 
     history: list[dict] = []
     start_epoch, seconds = 0, 0.0
@@ -203,8 +212,9 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
         device_gen.set_state(state["device_gen"].cpu())
         history, start_epoch, seconds = state["history"], state["epoch"], state["seconds"]
 
+    evaluation = None
     bar = tqdm(range(start_epoch, config.epochs), desc=run_id, initial=start_epoch, total=config.epochs,
-               disable=not progress, leave=False)
+               disable=not progress, leave=False, mininterval=2.0)
     for epoch in bar:
         t0 = time.perf_counter()
         lr = learning_rate(config, epoch)
@@ -220,17 +230,18 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
         n_seen, n_clean = 0, 0
         for x, y in train_loader:
             lam, layer = policy.draw(lam_epoch)
-            if policy.mixes:
-                perm = random_permutation(len(y), host_gen, device)
-                logits, clean = model.forward_mixed(x, layer, lambda h: mixup(h, y, lam, perm)[0])
-                if clean is None and need_clean:
-                    with torch.no_grad(), _frozen_batchnorm_stats(model):
-                        clean = model(x)
-            else:
-                perm = None
-                logits = model(x)
-                clean = logits.detach()
-            loss, dominant = policy.loss(logits, y, lam, perm)
+            with autocast:
+                if policy.mixes:
+                    perm = random_permutation(len(y), host_gen, device)
+                    logits, clean = model.forward_mixed(x, layer, lambda h: mixup(h, y, lam, perm)[0])
+                    if clean is None and need_clean:
+                        with torch.no_grad(), _frozen_batchnorm_stats(model):
+                            clean = model(x)
+                else:
+                    perm = None
+                    logits = model(x)
+                    clean = logits.detach()
+                loss, dominant = policy.loss(logits.float(), y, lam, perm)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -247,7 +258,8 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
         entry = {"epoch": epoch + 1, "lr": lr, "lambda": lam_epoch if spec.rate == "am" else None,
                  "train_loss": loss_sum.item() / n_seen, "train_acc_clean": acc_clean, "train_acc_mixed": acc_mixed}
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
-            logits, _, labels = evaluate(model, test_loader)
+            evaluation = evaluate(model, test_loader, autocast)
+            logits, _, labels = evaluation
             split = split_accuracy(logits.argmax(1), labels, groups)
             entry.update({f"test_{k}": v for k, v in split.items()})
         seconds += time.perf_counter() - t0
@@ -258,22 +270,27 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
             "am": scheduler.state_dict(), "policy": policy.state_dict(), "host_gen": host_gen.get_state(),
             "device_gen": device_gen.get_state().cpu(), "history": history, "seconds": seconds,
         })
-        bar.set_postfix(loss=f"{entry['train_loss']:.3f}", acc=f"{acc_mixed:.3f}",
-                        test=f"{entry.get('test_all', float('nan')):.1f}", lam=f"{lam_epoch:.3f}")
+        postfix = {"loss": f"{entry['train_loss']:.3f}", "acc": f"{acc_mixed:.3f}",
+                   "test": f"{entry.get('test_all', float('nan')):.1f}"}
+        if spec.rate == "am":
+            postfix["lam"] = f"{lam_epoch:.3f}"
+        bar.set_postfix(postfix)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, entry)
     bar.close()
 
-    record = _final_record(config, model, test_loader, train_data, test_data, groups, history, seconds,
-                           device, encoder_source)
+    if evaluation is None:  # resumed from a checkpoint of the last epoch
+        evaluation = evaluate(model, test_loader, autocast)
+    record = _final_record(config, model, evaluation, train_data, test_data, groups, history, seconds,
+                           device, encoder_source, provenance)
     record["data"]["full_train_counts"] = full_counts
     write_record(record, out_path, overwrite=overwrite)
     return record
 
 
-def _final_record(config, model, test_loader, train_data, test_data, groups, history, seconds, device,
-                  encoder_source) -> dict:
-    logits, feats, labels = evaluate(model, test_loader)
+def _final_record(config, model, evaluation, train_data, test_data, groups, history, seconds, device,
+                  encoder_source, provenance) -> dict:
+    logits, feats, labels = evaluation
     preds = logits.argmax(1)
     feats, labels = feats.cpu(), labels.cpu()
     last = split_accuracy(preds, labels.to(preds.device), groups)
@@ -304,7 +321,7 @@ def _final_record(config, model, test_loader, train_data, test_data, groups, his
         },
         "seconds": seconds,
         "environment": environment(device),
-        "git": git_commit(),
+        "git": provenance,
         "finetuned_from": encoder_source,
     }
     if model.feature_dim <= 2:  # the 2-D features of the paper's figures

@@ -159,3 +159,13 @@ def test_coarse_to_fine_reuses_a_frozen_encoder(data_env, tmp_path):
     stages = [k for k in before if k.startswith("stages.")]
     assert stages and all(torch.equal(before[k], after[k]) for k in stages)
     assert before["head.weight"].shape == (2, 2) and after["head.weight"].shape == (4, 2)
+
+
+def test_bf16_precision_trains_and_is_recorded(data_env, tmp_path):
+    fp32 = smoke("am_mixup", epochs=1)
+    bf16 = smoke("am_mixup", epochs=1, precision="bf16")
+    assert bf16.run_id() != fp32.run_id()
+    rec = train(bf16, tmp_path, progress=False)
+    assert rec["config"]["precision"] == "bf16" and 0 <= rec["metrics"]["last"]["acc_all"] <= 100
+    with pytest.raises(ValueError, match=r"precision must be one of \['fp32', 'bf16'\]"):
+        smoke("ce", precision="fp16")
