@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The main job: create the environment, prepare the data, run notebook 01 (quick profile)
+# with papermill. Leaves the executed notebook, records, tables (CSV) and figures in
+# results/01_motivation/<profile>/. PROFILE=paper bash scripts/main.sh runs the full recipe.
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+PROFILE=${PROFILE:-quick}
+OUT="results/01_motivation/$PROFILE"
+mkdir -p "$OUT"
+# Offline copies (AMIXUP_DATA_PATH, data/) are tried first; torchvision downloads CIFAR-10 otherwise.
+python -m amixup prepare cifar10 --download
+papermill notebooks/01_motivation.ipynb "$OUT/01_motivation.ipynb" -k python3 \
+  -p profile "$PROFILE" -p results_dir "$OUT" "$@"
+echo "done: $OUT"
