@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import RunConfig
-from .engine import train
+from .engine import record_path, train
+from .records import read_record
 from .recipes import make_config
 
 METHODS = ("ce", "mixup", "manifold_mixup", "am_mixup")
@@ -39,14 +40,30 @@ def table1_configs(profile: str, methods=METHODS, seeds=(0,), beta: float = 0.34
     return pairs
 
 
-def run_configs(configs, results_dir, *, progress: bool = True) -> list[dict]:
-    """Train every config (or (pre-train, fine-tune) pair) in order; finished runs are read back."""
+def run_configs(configs, results_dir, *, progress: bool = True, train_missing: bool = True) -> list[dict]:
+    """Records of every config (or (pre-train, fine-tune) pair), training those not finished yet.
+
+    With ``train_missing=False`` nothing is trained: the records that exist are returned, so a
+    table fills in as runs finish elsewhere (see :func:`missing_runs`).
+    """
     from tqdm import tqdm
 
-    records = []
     results_dir = Path(results_dir)
+    if not train_missing:
+        paths = [record_path(_final(item), results_dir) for item in configs]
+        return [read_record(p) for p in paths if p.exists()]
+    records = []
     for item in tqdm(list(configs), desc="runs", disable=not progress):
         for config in (item if isinstance(item, tuple) else (item,)):
             record = train(config, results_dir, progress=progress)
         records.append(record)
     return records
+
+
+def missing_runs(configs, results_dir) -> list[str]:
+    """Run ids of the configs whose record does not exist yet."""
+    return [_final(item).run_id() for item in configs if not record_path(_final(item), results_dir).exists()]
+
+
+def _final(item) -> RunConfig:
+    return item[-1] if isinstance(item, tuple) else item
