@@ -83,3 +83,13 @@ def side_by_side(comparison: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
     wide = wide[[(m, k) for m in metrics for k in ("ours", "ours_std", "paper", "diff")]]
     order = [m for m in METHOD_ORDER if m in wide.index] + [m for m in wide.index if m not in METHOD_ORDER]
     return wide.loc[order].round(decimals)
+
+
+def data_note(records) -> str:
+    """Which data the records were trained on, with the caveat for the lossy CIFAR-10 JPEG copy."""
+    sources = sorted({r["data"]["source"] for r in records})
+    note = "data: " + "; ".join(sources) if sources else "data: no records"
+    if any("lossy JPEG" in s for s in sources):
+        note += ("\nThese images are a lossy JPEG re-encoding of CIFAR-10: accuracies run a little below "
+                 "those on canonical CIFAR-10.")
+    return note
