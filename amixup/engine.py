@@ -25,7 +25,7 @@ from .metrics import (alignment, class_groups, neighborhood_uniformity, per_clas
                       split_accuracy, uniformity)
 from .mixing import MixPolicy, mixup, random_permutation, resolve_spec
 from .models import SplitModel, build_model
-from .records import atomic_write_bytes, environment, git_commit, read_record, write_record
+from .records import atomic_write_bytes, code_provenance, environment, read_record, write_record
 from .schedule import AMScheduler
 
 DEFAULT_RESULTS_DIR = Path("results") / "runs"
@@ -198,7 +198,7 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
                           config.few_threshold)
     need_clean = spec.rate == "am" and config.train_acc_source == "clean"
     autocast = _autocast(device, config.precision)
-    provenance = git_commit()  # the code this run starts with
+    provenance = code_provenance()  # the code this process loaded
 
     history: list[dict] = []
     start_epoch, seconds = 0, 0.0

@@ -69,6 +69,18 @@ def git_commit() -> dict:
         return {"commit": None, "dirty": None}
 
 
+_LOADED_CODE: dict | None = None
+
+
+def code_provenance() -> dict:
+    """The commit of the code this process loaded (read once, at first use after import), so a
+    long-running process keeps reporting the code it runs even if the checkout moves on."""
+    global _LOADED_CODE
+    if _LOADED_CODE is None:
+        _LOADED_CODE = git_commit()
+    return dict(_LOADED_CODE)
+
+
 def environment(device) -> dict:
     """Package versions and the device a run used."""
     import torch
