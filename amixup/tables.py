@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -87,7 +88,8 @@ def side_by_side(comparison: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
 
 def data_note(records) -> str:
     """Which data the records were trained on, with the caveat for the lossy CIFAR-10 JPEG copy."""
-    sources = sorted({r["data"]["source"] for r in records})
+    # where the images came from, whether this run read them from the prepared cache or not
+    sources = sorted({re.sub(r"^cache \S+ of ", "", r["data"]["source"]) for r in records})
     note = "data: " + "; ".join(sources) if sources else "data: no records"
     if any("lossy JPEG" in s for s in sources):
         note += ("\nThese images are a lossy JPEG re-encoding of CIFAR-10: accuracies run a little below "

@@ -1,0 +1,24 @@
+import pandas as pd
+import pytest
+
+from amixup.tables import compare_with_paper, data_note, load_paper_results, side_by_side, summarize
+
+
+def test_data_note_names_the_origin_and_the_jpeg_caveat_whether_cached_or_not():
+    cached = {"data": {"source": "cache cifar10.pt of imagefolder archive cifar10-jpeg.tar.gz (lossy JPEG re-encoding)"}}
+    fresh = {"data": {"source": "imagefolder archive cifar10-jpeg.tar.gz (lossy JPEG re-encoding)"}}
+    assert data_note([cached]) == data_note([fresh])
+    assert "lossy JPEG re-encoding of CIFAR-10" in data_note([fresh])
+    assert "lossy" not in data_note([{"data": {"source": "torchvision files cifar-10-batches-py"}}])
+
+
+def test_summary_and_comparison_with_the_paper():
+    frame = pd.DataFrame({"method": ["ce", "ce", "am_mixup"], "acc_all": [40.0, 44.0, 70.0]})
+    summary = summarize(frame, ["acc_all"])
+    assert summary.loc["ce", "acc_all_mean"] == 42.0 and summary.loc["ce", "seeds"] == 2
+    assert summary.loc["ce", "acc_all_std"] == pytest.approx(2 ** 0.5 * 2)
+    table = compare_with_paper(summary, load_paper_results(), table=2, metrics=["acc_all"])
+    row = table.set_index("method").loc["am_mixup"]
+    assert row["paper"] == 66.9 and row["diff"] == pytest.approx(70.0 - 66.9)
+    wide = side_by_side(table)
+    assert list(wide.index) == ["ce", "am_mixup"] and wide.loc["ce", ("acc_all", "paper")] == 42.52
