@@ -1,4 +1,5 @@
-"""Datasets for AM-mixup: offline loading of CIFAR-10/100 and MNIST, long-tail and coarse variants.
+"""Datasets for AM-mixup: offline loading of CIFAR-10/100 and MNIST, long-tail and coarse variants,
+and the list-file datasets ImageNet-LT and Places-LT (see amixup.imagelist).
 
 Everything is kept as uint8 CPU tensors ([N, C, H, W]); normalisation and device moves happen elsewhere.
 Loaders try a list of sources in order (see ``DEFAULT_SOURCES``) and cache both splits of a dataset in
@@ -64,6 +65,8 @@ NORMALIZATION = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
     "mnist": ((0.1307,), (0.3081,)),
+    "imagenet_lt": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # ImageNet statistics
+    "places_lt": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # ImageNet statistics, as usual for Places
 }
 
 
@@ -471,7 +474,17 @@ def load_mnist(split: str, *, sources=DEFAULT_SOURCES, download: bool = False) -
     return _load("mnist", split, sources, download)
 
 
-_LOADERS = {"cifar10": load_cifar10, "cifar100": load_cifar100, "mnist": load_mnist}
+def _list_loader(name: str) -> Callable[..., ImageData]:
+    """Loader of a list-file dataset (see amixup.imagelist); ``download`` does not apply."""
+    def load(split: str, *, download: bool = False) -> ImageData:
+        from .imagelist import load_list_dataset
+
+        return load_list_dataset(name, split)
+    return load
+
+
+_LOADERS = {"cifar10": load_cifar10, "cifar100": load_cifar100, "mnist": load_mnist,
+            "imagenet_lt": _list_loader("imagenet_lt"), "places_lt": _list_loader("places_lt")}
 
 
 # --------------------------------------------------------------------------- long tail
@@ -540,11 +553,16 @@ DATASETS: dict[str, DatasetSpec] = {
                                    coarse=(tuple(CIFAR100_COARSE_OF_FINE), tuple(CIFAR100_COARSE_CLASSES))),
     "mnist_coarse": DatasetSpec("mnist", 2, "MNIST as digits 0-4 = 0 vs 5-9 = 1",
                                 coarse=((0,) * 5 + (1,) * 5, ("0-4", "5-9"))),
+    # Long-tailed as listed (no imb_factor); images under AMIXUP_<NAME>_ROOT, see amixup.imagelist.
+    "imagenet_lt": DatasetSpec("imagenet_lt", 1000, "ImageNet-LT list files (115.8k train images, 5-1280 "
+                               "per class; 50k test), images stored 256x256"),
+    "places_lt": DatasetSpec("places_lt", 365, "Places-LT list files (5-4980 train images per class), "
+                             "images stored 256x256"),
 }
 
 
 def base_of(name: str) -> str:
-    """Underlying dataset ("cifar10", "cifar100" or "mnist") of a registry name."""
+    """Underlying dataset ("cifar10", "cifar100", "mnist", "imagenet_lt" or "places_lt") of a registry name."""
     _check_choice("name", name, DATASETS)
     return DATASETS[name].base
 

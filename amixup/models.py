@@ -154,3 +154,43 @@ def resnet32(num_classes: int, in_channels: int = 3) -> SplitModel:
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.kaiming_normal_(m.weight)
     return model
+
+
+def _torchvision_resnet(depth: int, num_classes: int, in_channels: int) -> SplitModel:
+    """torchvision's ResNet-``depth`` (random init, no weights downloaded) as a SplitModel.
+
+    Stages: stem (conv1, bn1, relu, maxpool) + layer1, layer2, layer3, layer4 + avgpool +
+    flatten; head: fc (2048 -> num_classes). A conv1 for ``in_channels`` != 3 is
+    re-initialised as torchvision does (kaiming normal, fan_out).
+    """
+    import torchvision
+
+    net = getattr(torchvision.models, f"resnet{depth}")(weights=None, num_classes=num_classes)
+    if in_channels != 3:
+        net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+    stages = [
+        nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1),
+        net.layer2,
+        net.layer3,
+        nn.Sequential(net.layer4, net.avgpool, nn.Flatten()),
+    ]
+    return SplitModel(stages, net.fc)
+
+
+@register_model("resnet50")
+def resnet50(num_classes: int, in_channels: int = 3) -> SplitModel:
+    """torchvision ResNet-50 (see _torchvision_resnet), 2048-d feature."""
+    return _torchvision_resnet(50, num_classes, in_channels)
+
+
+@register_model("resnet101")
+def resnet101(num_classes: int, in_channels: int = 3) -> SplitModel:
+    """torchvision ResNet-101 (see _torchvision_resnet), 2048-d feature."""
+    return _torchvision_resnet(101, num_classes, in_channels)
+
+
+@register_model("resnet152")
+def resnet152(num_classes: int, in_channels: int = 3) -> SplitModel:
+    """torchvision ResNet-152 (see _torchvision_resnet), 2048-d feature."""
+    return _torchvision_resnet(152, num_classes, in_channels)

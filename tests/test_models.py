@@ -60,5 +60,36 @@ def test_registry_plugs_in_new_models_and_rejects_unknown():
         assert build_model("tiny_test_model", 3, in_channels=1)(torch.randn(2, 1, 2, 2)).shape == (2, 3)
     finally:
         MODELS.pop("tiny_test_model")
-    with pytest.raises(ValueError, match=r"model must be one of \['cnn_vis2d', 'resnet32'\]"):
+    with pytest.raises(ValueError, match=r"model must be one of \['cnn_vis2d', 'resnet101', 'resnet152', 'resnet32', 'resnet50'\]"):
         build_model("vit", 10)
+
+
+@pytest.mark.parametrize("name", ["resnet50", "resnet101", "resnet152"])
+def test_torchvision_resnets_shapes(name):
+    torch.manual_seed(0)
+    model = build_model(name, 5).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert model.features(x).shape == (2, 2048) and model(x).shape == (2, 5)
+    assert model.feature_dim == 2048 and model.last_layer == 4 and model.manifold_layers == (0, 1, 2)
+
+
+def test_resnet50_matches_torchvision_and_mixes_at_each_layer():
+    import torchvision
+
+    count = sum(p.numel() for p in build_model("resnet50", 1000).parameters())
+    assert count == sum(p.numel() for p in torchvision.models.resnet50(weights=None).parameters()) == 25_557_032
+    torch.manual_seed(0)
+    model = build_model("resnet50", 5).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        plain = model(x)
+        for layer in range(5):
+            logits, clean = model.forward_mixed(x, layer, lambda h: h)
+            assert torch.allclose(logits, plain, atol=1e-5) and (clean is not None) == (layer == 4)
+
+
+def test_resnet50_in_channels():
+    model = build_model("resnet50", 5, in_channels=1).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 1, 64, 64)).shape == (2, 5)

@@ -1,0 +1,149 @@
+"""Tests for amixup.imagelist: list-file parsing, decoding, caching and the imagenet_lt / places_lt registry."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision.io import encode_jpeg, encode_png
+
+from amixup import data as D
+from amixup.imagelist import load_image_list, parse_list_file
+from amixup.metrics import groups_by_counts
+
+pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding:DeprecationWarning")
+
+# (relative path, label, width, height, fill); the 20x50 image has a 200-band in rows 10..39 only
+IMAGES = [("train/a/0.png", 0, 40, 30, 10), ("train/a/1.jpg", 0, 20, 50, 30), ("train/a/2.png", 0, 32, 32, 50),
+          ("train/b/3.png", 1, 20, 50, None), ("train/b/4.png", 1, 50, 20, 90), ("train/c/5.png", 2, 33, 47, 110)]
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("AMIXUP_CACHE_DIR", str(tmp_path / "cache"))
+    for var in ("AMIXUP_IMAGENET_LT_ROOT", "AMIXUP_PLACES_LT_ROOT"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path / "cache"
+
+
+def write_images(root: Path) -> list[str]:
+    """The IMAGES under root; returns their list-file lines."""
+    lines = []
+    for rel, label, w, h, fill in IMAGES:
+        if fill is None:
+            img = torch.zeros((3, h, w), dtype=torch.uint8)
+            img[:, 10:40] = 200
+        else:
+            img = torch.full((3, h, w), fill, dtype=torch.uint8)
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        blob = encode_jpeg(img, quality=100) if rel.endswith(".jpg") else encode_png(img)
+        path.write_bytes(blob.numpy().tobytes())
+        lines.append(f"{rel} {label}")
+    return lines
+
+
+def write_list(path: Path, lines) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_parse_good_file(tmp_path):
+    f = write_list(tmp_path / "l.txt", ["train/x/1.JPEG 0", "", "  train/y/2.JPEG\t12  ", "   ", "z.jpg 3"])
+    assert parse_list_file(f) == [("train/x/1.JPEG", 0), ("train/y/2.JPEG", 12), ("z.jpg", 3)]
+
+
+@pytest.mark.parametrize("bad, reason", [
+    ("foo", "expected '<relative path> <label>'"), ("a.jpg 1 2", "expected"), ("a.jpg x", "non-negative integer"),
+    ("a.jpg -1", "non-negative integer"), ("a.jpg 1.5", "non-negative integer"), ("/abs/a.jpg 0", "relative"),
+    ("train/../../etc/a.jpg 0", "'..'"),
+])
+def test_parse_rejects_malformed_lines(tmp_path, bad, reason):
+    f = write_list(tmp_path / "ImageNet_LT_train.txt", ["ok.jpg 0", "", bad, "ok2.jpg 1"])
+    with pytest.raises(ValueError) as info:
+        parse_list_file(f)
+    msg = str(info.value)
+    assert "ImageNet_LT_train.txt line 3:" in msg and repr(bad) in msg and reason in msg
+
+
+def test_load_shapes_labels_counts_and_center_crop(tmp_path, cache):
+    lines = write_images(tmp_path / "root")
+    data = load_image_list(write_list(tmp_path / "list.txt", lines), tmp_path / "root", size=32)
+    assert data.images.shape == (6, 3, 32, 32) and data.images.dtype == torch.uint8
+    assert data.labels.tolist() == [0, 0, 0, 1, 1, 2] and data.counts() == [3, 2, 1]
+    assert data.classes == ["0", "1", "2"] and "list.txt" in data.source and "root" in data.source
+    for i, (_, _, _, _, fill) in enumerate(IMAGES):
+        if fill is not None and i != 1:  # PNGs are lossless: a constant image stays constant
+            assert data.images[i].eq(fill).all()
+    assert data.images[3].eq(200).all()  # shorter side to 32, center crop keeps only the 200-band (no squash)
+    named = load_image_list(tmp_path / "list.txt", tmp_path / "root", size=32, classes=["x", "y", "z", "w"])
+    assert named.classes == ["x", "y", "z", "w"] and named.counts() == [3, 2, 1, 0]
+    with pytest.raises(ValueError, match=r"list.txt line 6: label 2 >= the 2 classes"):
+        load_image_list(tmp_path / "list.txt", tmp_path / "root", size=32, classes=["x", "y"])
+
+
+def test_missing_image_names_line_and_path(tmp_path, cache):
+    lines = write_images(tmp_path / "root")
+    f = write_list(tmp_path / "list.txt", lines[:2] + ["train/a/gone.png 0"] + lines[2:])
+    with pytest.raises(FileNotFoundError) as info:
+        load_image_list(f, tmp_path / "root", size=16)
+    msg = str(info.value)
+    assert "list.txt line 3" in msg and str(tmp_path / "root" / "train/a/gone.png") in msg
+
+
+def test_second_load_comes_from_cache(tmp_path, cache):
+    f = write_list(tmp_path / "list.txt", write_images(tmp_path / "root"))
+    first = load_image_list(f, tmp_path / "root", size=16)
+    shutil.rmtree(tmp_path / "root" / "train")
+    second = load_image_list(f, tmp_path / "root", size=16)
+    assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
+    assert second.source.startswith("cache list-") and "list.txt" in second.source
+    assert [p.name for p in cache.iterdir()] == [next(cache.iterdir()).name]  # one file, no temp files left
+    with pytest.raises(FileNotFoundError):  # another size or cache=False decodes again
+        load_image_list(f, tmp_path / "root", size=8)
+    with pytest.raises(FileNotFoundError):
+        load_image_list(f, tmp_path / "root", size=16, cache=False)
+
+
+def test_build_dataset_imagenet_lt_and_places_lt(tmp_path, cache, monkeypatch):
+    root = tmp_path / "imagenet" / "images"
+    lines = write_images(root)
+    by_class = {c: [ln for ln in lines if ln.endswith(f" {c}")] for c in range(3)}
+    # 101 / 20 / 19 train images: many / median / few at ImageNet-LT's 100 / 20 thresholds
+    train = [by_class[c][i % len(by_class[c])] for c, n in ((0, 101), (1, 20), (2, 19)) for i in range(n)]
+    write_list(root.parent / "ImageNet_LT_train.txt", train)  # list files in the root's parent
+    write_list(root.parent / "ImageNet_LT_test.txt", lines)
+    monkeypatch.setenv("AMIXUP_IMAGENET_LT_ROOT", str(root))
+    tr, te = D.build_dataset("imagenet_lt", "train"), D.build_dataset("imagenet_lt", "test")
+    assert tr.images.shape == (140, 3, 256, 256) and te.images.shape == (6, 3, 256, 256)
+    assert tr.num_classes == te.num_classes == 1000 and tr.counts()[:4] == [101, 20, 19, 0]
+    groups = groups_by_counts(tr.counts(), 100, 20)
+    assert groups["many"] == [0] and groups["median"] == [1] and groups["few"] == [2] + list(range(3, 1000))
+    with pytest.raises(ValueError, match="imb_factor"):
+        D.build_dataset("imagenet_lt", "train", imb_factor=10)
+
+    places = tmp_path / "places"
+    write_images(places)
+    write_list(places / "Places_LT_test.txt", lines)  # list file in the root itself
+    monkeypatch.setenv("AMIXUP_PLACES_LT_ROOT", str(places))
+    te = D.build_dataset("places_lt", "test")
+    assert te.num_classes == 365 and te.counts()[:3] == [3, 2, 1] and "Places_LT_test.txt" in te.source
+    assert D.base_of("imagenet_lt") == "imagenet_lt" and D.base_of("places_lt") == "places_lt"
+    assert D.NORMALIZATION["places_lt"] == D.NORMALIZATION["imagenet_lt"] == ((0.485, 0.456, 0.406),
+                                                                              (0.229, 0.224, 0.225))
+
+
+def test_build_dataset_without_env_var_or_list_files(tmp_path, cache, monkeypatch):
+    with pytest.raises(D.DataNotFoundError) as info:
+        D.build_dataset("imagenet_lt", "train")
+    msg = str(info.value)
+    assert "'imagenet_lt'" in msg and "AMIXUP_IMAGENET_LT_ROOT" in msg and "ImageNet_LT_train.txt" in msg
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("AMIXUP_PLACES_LT_ROOT", str(tmp_path / "empty"))
+    with pytest.raises(D.DataNotFoundError) as info:
+        D.build_dataset("places_lt", "test")
+    msg = str(info.value)
+    assert "AMIXUP_PLACES_LT_ROOT" in msg and str(tmp_path / "empty" / "Places_LT_test.txt") in msg
+    assert str(tmp_path / "Places_LT_test.txt") in msg
