@@ -48,11 +48,14 @@ class TensorLoader:
 
     With ``train=True`` the order is reshuffled each pass and every batch is augmented
     (``crop_padding``, ``flip``); the last, smaller batch is kept, as a plain DataLoader does.
+    With ``world_size > 1`` every process draws the same global order (``shuffle_generator``
+    seeded alike) and takes its ``rank``-th share of each global batch.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, device,
                  mean, std, train: bool, crop_padding: int = 0, flip: bool = False,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, shuffle_generator: torch.Generator | None = None,
+                 rank: int = 0, world_size: int = 1):
         self.device = torch.device(device)
         self.images = images.to(self.device)
         self.labels = labels.to(self.device)
@@ -63,6 +66,8 @@ class TensorLoader:
         self.crop_padding = int(crop_padding)
         self.flip = bool(flip)
         self.generator = generator
+        self.shuffle_generator = shuffle_generator or generator
+        self.rank, self.world_size = int(rank), int(world_size)
         if train and generator is None:
             raise ValueError("a training TensorLoader needs a generator for shuffling and augmentation")
 
@@ -71,13 +76,15 @@ class TensorLoader:
 
     def __iter__(self):
         n = len(self.labels)
-        order = torch.randperm(n, generator=self.generator, device=self.device) if self.train else None
+        order = torch.randperm(n, generator=self.shuffle_generator, device=self.device) if self.train else None
         for start in range(0, n, self.batch_size):
             if order is None:
                 x = self.images[start:start + self.batch_size]
                 y = self.labels[start:start + self.batch_size]
             else:
                 idx = order[start:start + self.batch_size]
+                if self.world_size > 1:  # this process's share of the global batch
+                    idx = torch.tensor_split(idx, self.world_size)[self.rank]
                 x, y = self.images[idx], self.labels[idx]
             if self.train and (self.crop_padding or self.flip):
                 x = random_crop_flip(x, self.crop_padding, self.flip, self.generator)

@@ -19,6 +19,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from . import data as datasets
+from . import distributed as ddp
 from .augment import TensorLoader
 from .config import RunConfig
 from .metrics import (alignment, class_groups, neighborhood_uniformity, per_class_accuracy,
@@ -164,6 +165,11 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
         ckpt_path.unlink(missing_ok=True)
 
     device = resolve_device(config.device)
+    distributed = ddp.init_from_env(device.type)
+    rank, world = ddp.rank(), ddp.world_size()
+    main_process = rank == 0
+    if distributed and device.type == "cuda":
+        device = torch.device("cuda", ddp.local_rank())
     spec = resolve_spec(config.method, config.rate, config.one_sided, config.last_layer)
     train_data, test_data, full_counts = load_data(config)
     mean, std = datasets.NORMALIZATION[datasets.base_of(config.dataset)]
@@ -173,10 +179,18 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
     encoder_source = None
     if config.finetune_from:
         encoder_source = _load_encoder(model, config.finetune_from, results_dir, "cpu")
+    if distributed:
+        model = ddp.convert_batchnorm(model, device)
     model = model.to(device, memory_format=torch.channels_last)
     if config.freeze_encoder:
         for p in model.stages.parameters():
             p.requires_grad_(False)
+    if distributed:
+        wrapped = torch.nn.parallel.DistributedDataParallel(
+            ddp.MixedForward(model), device_ids=[device.index] if device.type == "cuda" else None)
+        forward = wrapped
+    else:
+        forward = model.forward_mixed
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
         optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
@@ -184,14 +198,16 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
     host_gen = torch.Generator().manual_seed(config.seed)
-    device_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
+    device_gen = torch.Generator(device=device).manual_seed(config.seed + 1 + 7919 * rank)
+    shuffle_gen = torch.Generator(device=device).manual_seed(config.seed + 1) if distributed else None
     policy = MixPolicy(spec, alpha=config.alpha, fixed_lambda=config.fixed_lambda,
                        eligible_layers=model.manifold_layers, last_layer_index=model.last_layer,
                        seed=config.seed + 2)
     scheduler = AMScheduler(config.beta)
     train_loader = TensorLoader(train_data.images, train_data.labels, config.batch_size, device=device,
                                 mean=mean, std=std, train=True, crop_padding=config.crop_padding,
-                                flip=config.flip, generator=device_gen)
+                                flip=config.flip, generator=device_gen, shuffle_generator=shuffle_gen,
+                                rank=rank, world_size=world)
     test_loader = TensorLoader(test_data.images, test_data.labels, 512, device=device,
                                mean=mean, std=std, train=False)
     groups = class_groups(config.split_convention, full_counts, config.many_threshold,
@@ -209,7 +225,9 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
         scheduler.load_state_dict(state["am"])
         policy.load_state_dict(state["policy"])
         host_gen.set_state(state["host_gen"])
-        device_gen.set_state(state["device_gen"].cpu())
+        device_gen.set_state(state["device_gen"].cpu() if not distributed else state["rank_gens"][rank].cpu())
+        if shuffle_gen is not None:
+            shuffle_gen.set_state(state["shuffle_gen"].cpu())
         history, start_epoch, seconds = state["history"], state["epoch"], state["seconds"]
 
     evaluation = None
@@ -228,20 +246,24 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
         correct_mixed = torch.zeros((), device=device, dtype=torch.long)
         correct_clean = torch.zeros((), device=device, dtype=torch.long)
         n_seen, n_clean = 0, 0
+        all_n = torch.zeros((), device=device)
         for x, y in train_loader:
             lam, layer = policy.draw(lam_epoch)
             with autocast:
                 if policy.mixes:
                     perm = random_permutation(len(y), host_gen, device)
-                    logits, clean = model.forward_mixed(x, layer, lambda h: mixup(h, y, lam, perm)[0])
+                    logits, clean = forward(x, layer, lambda h: mixup(h, y, lam, perm)[0])
                     if clean is None and need_clean:
                         with torch.no_grad(), _frozen_batchnorm_stats(model):
                             clean = model(x)
                 else:
                     perm = None
-                    logits = model(x)
+                    logits, _ = forward(x, None, None)
                     clean = logits.detach()
                 loss, dominant = policy.loss(logits.float(), y, lam, perm)
+                if distributed:  # DDP averages over processes: weight by this share of the global batch
+                    global_n = all_n.fill_(len(y))
+                    loss = loss * (len(y) * world / ddp.all_sum(global_n).item())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -251,13 +273,19 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
             if clean is not None:
                 correct_clean += (clean.argmax(1) == y).sum()
                 n_clean += len(y)
-        acc_mixed = correct_mixed.item() / n_seen
-        acc_clean = correct_clean.item() / n_clean if n_clean else None
+        if distributed:  # epoch totals over all processes
+            totals = torch.stack([loss_sum.double(), correct_mixed.double(), correct_clean.double(),
+                                  torch.tensor(float(n_seen), device=device, dtype=torch.float64),
+                                  torch.tensor(float(n_clean), device=device, dtype=torch.float64)])
+            loss_sum, correct_mixed, correct_clean, n_seen, n_clean = ddp.all_sum(totals).tolist()
+            n_seen, n_clean = int(n_seen), int(n_clean)
+        acc_mixed = float(correct_mixed) / n_seen
+        acc_clean = float(correct_clean) / n_clean if n_clean else None
         if spec.rate == "am":
             scheduler.step(acc_clean if config.train_acc_source == "clean" else acc_mixed)
         entry = {"epoch": epoch + 1, "lr": lr, "lambda": lam_epoch if spec.rate == "am" else None,
-                 "train_loss": loss_sum.item() / n_seen, "train_acc_clean": acc_clean, "train_acc_mixed": acc_mixed}
-        if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+                 "train_loss": float(loss_sum) / n_seen, "train_acc_clean": acc_clean, "train_acc_mixed": acc_mixed}
+        if main_process and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
             evaluation = evaluate(model, test_loader, autocast)
             logits, _, labels = evaluation
             split = split_accuracy(logits.argmax(1), labels, groups)
@@ -265,11 +293,18 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
         seconds += time.perf_counter() - t0
         entry["seconds"] = seconds
         history.append(entry)
-        _save_checkpoint(ckpt_path, {
+        state = {
             "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "am": scheduler.state_dict(), "policy": policy.state_dict(), "host_gen": host_gen.get_state(),
             "device_gen": device_gen.get_state().cpu(), "history": history, "seconds": seconds,
-        })
+        }
+        if distributed:
+            state["rank_gens"] = ddp.gather_objects(device_gen.get_state().cpu())
+            state["shuffle_gen"] = shuffle_gen.get_state().cpu()
+        if main_process:
+            _save_checkpoint(ckpt_path, state)
+        if distributed:
+            torch.distributed.barrier()
         postfix = {"loss": f"{entry['train_loss']:.3f}", "acc": f"{acc_mixed:.3f}",
                    "test": f"{entry.get('test_all', float('nan')):.1f}"}
         if spec.rate == "am":
@@ -279,13 +314,30 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
             on_epoch_end(epoch + 1, entry)
     bar.close()
 
+    if distributed:
+        in_sync = _parameters_in_sync(model)
+    if not main_process:
+        return ddp.broadcast_object(None)
     if evaluation is None:  # resumed from a checkpoint of the last epoch
         evaluation = evaluate(model, test_loader, autocast)
     record = _final_record(config, model, evaluation, train_data, test_data, groups, history, seconds,
                            device, encoder_source, provenance)
     record["data"]["full_train_counts"] = full_counts
+    if distributed:
+        record["distributed"] = {"world_size": world, "backend": torch.distributed.get_backend(),
+                                 "ranks_in_sync": in_sync}
     write_record(record, out_path, overwrite=overwrite)
-    return record
+    return ddp.broadcast_object(record)
+
+
+def _parameters_in_sync(model: nn.Module) -> bool:
+    """Whether every process holds the same parameters and buffers (a checksum comparison)."""
+    values = [t.detach().double().flatten() for t in model.state_dict().values() if t.is_floating_point()]
+    local = torch.cat(values)
+    checksum = torch.stack([local.sum(), (local * torch.arange(1, len(local) + 1, dtype=torch.float64,
+                                                               device=local.device)).sum()])
+    gathered = ddp.gather_objects(checksum.cpu().tolist())
+    return all(g == gathered[0] for g in gathered)
 
 
 def _final_record(config, model, evaluation, train_data, test_data, groups, history, seconds, device,
