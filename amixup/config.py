@@ -106,7 +106,7 @@ class RunConfig:
 
         one_of("dataset", self.dataset, sorted(data.DATASETS))
         one_of("model", self.model, sorted(models.MODELS))
-        spec = mixing.resolve_spec(self.method, self.rate, self.one_sided, self.last_layer)
+        mix = mixing.resolve_spec(self.method, self.rate, self.one_sided, self.last_layer)
         one_of("train_acc_source", self.train_acc_source, TRAIN_ACC_SOURCES)
         one_of("split_convention", self.split_convention, SPLIT_CONVENTIONS)
         one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
@@ -114,13 +114,15 @@ class RunConfig:
         one_of("precision", self.precision, PRECISIONS)
         if self.imb_factor is not None and not self.imb_factor >= 1:
             raise ValueError(f"imb_factor must be >= 1 (n_max / n_min), got {self.imb_factor!r}")
-        if self.imb_factor is not None and not self.dataset.endswith("_lt"):
-            raise ValueError(f"imb_factor applies to long-tailed datasets (*_lt) only, not {self.dataset!r}")
-        if self.imb_factor is None and self.dataset.endswith("_lt") and self.dataset != "mini_cifar_lt":
+        spec = data.DATASETS[self.dataset]
+        if self.imb_factor is not None and not spec.longtail:
+            raise ValueError(f"imb_factor applies to the subsampled long-tailed datasets "
+                             f"{sorted(k for k, v in data.DATASETS.items() if v.longtail)} only, not {self.dataset!r}")
+        if self.imb_factor is None and spec.longtail and spec.default_imb is None:
             raise ValueError(f"imb_factor is required for {self.dataset!r} (e.g. 100, 50 or 10)")
         if not self.beta >= 0:
             raise ValueError(f"beta must be >= 0, got {self.beta!r}")
-        if spec.rate == "beta" and not self.alpha > 0:
+        if mix.rate == "beta" and not self.alpha > 0:
             raise ValueError(f"alpha must be > 0, got {self.alpha!r}")
         if not 0 <= self.fixed_lambda <= 1:
             raise ValueError(f"fixed_lambda must lie in [0, 1], got {self.fixed_lambda!r}")

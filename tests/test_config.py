@@ -58,6 +58,7 @@ def test_all_table7_rows_are_configurations():
     (dict(epochs=0), "epochs must be >= 1"),
     (dict(device="tpu"), "device must be one of"),
     (dict(imb_factor=10, dataset="mini_cifar"), "long-tailed datasets"),
+    (dict(imb_factor=10, dataset="imagenet_lt"), "long-tailed datasets"),
     (dict(dataset="cifar10_lt"), "imb_factor is required"),
 ])
 def test_bad_parameters_fail_with_a_clear_error(override, message):
@@ -81,3 +82,8 @@ def test_run_id_is_stable_and_config_sensitive():
     assert make_config("motivation", "smoke", method="am_mixup", beta=0.5).run_id() != a.run_id()
     assert make_config("motivation", "smoke", method="am_mixup", device="cpu").run_id() == a.run_id()
     assert RunConfig.from_dict(a.to_dict()) == a
+
+
+def test_list_file_datasets_need_no_imbalance_factor():
+    c = make_config("motivation", dataset="imagenet_lt", model="resnet50")
+    assert c.imb_factor is None and c.dataset == "imagenet_lt"
