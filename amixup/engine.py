@@ -261,11 +261,12 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
                     logits, _ = forward(x, None, None)
                     clean = logits.detach()
                 loss, dominant = policy.loss(logits.float(), y, lam, perm)
+                objective = loss
                 if distributed:  # DDP averages over processes: weight by this share of the global batch
-                    global_n = all_n.fill_(len(y))
-                    loss = loss * (len(y) * world / ddp.all_sum(global_n).item())
+                    global_n = ddp.all_sum(all_n.fill_(len(y))).item()
+                    objective = loss * (len(y) * world / global_n)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            objective.backward()
             optimizer.step()
             loss_sum += loss.detach() * len(y)
             correct_mixed += (logits.detach().argmax(1) == dominant).sum()
