@@ -6,14 +6,24 @@ experiment continues where it stopped.
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 from .config import RunConfig
 from .engine import record_path, train
 from .records import read_record
-from .recipes import make_config
+from .recipes import ABLATION_ROWS, make_config
 
 METHODS = ("ce", "mixup", "manifold_mixup", "am_mixup")
+
+
+def as_list(value) -> list:
+    """A notebook list parameter, also when papermill passed it as text (``-p seeds "[0,1,2]"``)."""
+    if isinstance(value, str):
+        value = ast.literal_eval(value) if value.strip().startswith(("[", "(")) else [v for v in value.split(",") if v]
+    if isinstance(value, (int, float)):
+        return [value]
+    return list(value)
 
 
 def table2_configs(profile: str, methods=METHODS, seeds=(0,), beta: float = 0.34, device: str = "auto",
@@ -38,6 +48,23 @@ def table1_configs(profile: str, methods=METHODS, seeds=(0,), beta: float = 0.34
                                extra={"pretrain_method": m}, **overrides)
             pairs.append((coarse, fine))
     return pairs
+
+
+def table3_configs(profile: str, methods=METHODS, seeds=(0,), beta: float = 0.34, device: str = "auto",
+                   datasets=("cifar10_lt", "cifar100_lt"), imb_factors=(100, 50, 10), **overrides) -> list[RunConfig]:
+    """Table 3: ResNet32 on CIFAR-10/100-LT at each imbalance factor, per method and seed."""
+    return [make_config("cifar_lt", profile, dataset=d, imb_factor=i, method=m, seed=s, beta=beta,
+                        device=device, experiment="table3", **overrides)
+            for d in datasets for i in imb_factors for m in methods for s in seeds]
+
+
+def table7_configs(profile: str, rows=tuple(ABLATION_ROWS), seeds=(0,), beta: float = 0.34, device: str = "auto",
+                   dataset: str = "cifar100_lt", imb_factor: float = 100, **overrides) -> list[RunConfig]:
+    """Table 7: the ablation rows (mixup rate, one-sided labels, last layer) of AM-mixup on CIFAR-100-LT."""
+    return [make_config("cifar_lt", profile, dataset=dataset, imb_factor=imb_factor, method="am_mixup", seed=s,
+                        beta=beta, device=device, experiment="table7", extra={"ablation_row": r},
+                        **ABLATION_ROWS[r], **overrides)
+            for r in rows for s in seeds]
 
 
 def run_configs(configs, results_dir, *, progress: bool = True, train_missing: bool = True) -> list[dict]:

@@ -23,11 +23,12 @@ def records_frame(records) -> pd.DataFrame:
             "experiment": c["experiment"], "profile": c["profile"], "dataset": c["dataset"],
             "imb_factor": c["imb_factor"], "model": c["model"],
             # a fine-tuning run is labelled by the method its encoder was pre-trained with
-            "method": c["extra"].get("pretrain_method", c["method"]),
+            "method": _label(c),
             "rate": c["rate"], "one_sided": c["one_sided"], "last_layer": c["last_layer"],
             "beta": c["beta"], "seed": c["seed"], "epochs": c["epochs"],
             **m["last"],
             "best_acc_all": m["best"]["acc_all"], "best_epoch": m["best"]["epoch"],
+            "train_loss": r["history"][-1]["train_loss"],
             "alignment": m.get("alignment"), "uniformity": m.get("uniformity"),
             "uniformity_k1": m.get("uniformity_k1"),
             "seconds": r["seconds"], "device": r["environment"]["device_name"],
@@ -39,6 +40,15 @@ def records_frame(records) -> pd.DataFrame:
         order = {m: i for i, m in enumerate(METHOD_ORDER)}
         frame = frame.sort_values(["method", "seed"], key=lambda s: s.map(order) if s.name == "method" else s)
     return frame.reset_index(drop=True)
+
+
+def _label(config: dict) -> str:
+    """The row name of a run in the paper's tables: its method, the method its encoder was
+    pre-trained with (fine-tuning runs), or its Table 7 row."""
+    extra = config.get("extra", {})
+    if "ablation_row" in extra:
+        return f"ablation_row{extra['ablation_row']}"
+    return extra.get("pretrain_method", config["method"])
 
 
 def summarize(frame: pd.DataFrame, metrics, by=("method",)) -> pd.DataFrame:
@@ -55,35 +65,57 @@ def load_paper_results(path=None) -> pd.DataFrame:
     return pd.read_csv(Path(path) if path else PAPER_RESULTS)
 
 
+def _text(value) -> str:
+    """A comparable spelling of a table key (100, 100.0 and "100" are the same imbalance factor)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def compare_with_paper(summary: pd.DataFrame, paper: pd.DataFrame, table: int, metrics,
                        source: str = "paper", **where) -> pd.DataFrame:
-    """Per method and metric: our mean and std, the paper's value and ours minus the paper's.
+    """Per summary row and metric: our mean and std, the paper's value and ours minus the paper's.
 
-    ``where`` narrows the paper rows (e.g. ``dataset="cifar10_lt", imb_factor=100``).
+    The summary's index levels (e.g. ``method``, or ``dataset, imb_factor, method``) are matched
+    against the paper's columns of the same names; ``where`` narrows the paper rows further.
     """
-    rows = paper[(paper["table"] == table) & (paper["source"] == source)]
+    sources = [source] if isinstance(source, str) else list(source)
+    rows = paper[paper["table"] == table]
     for key, value in where.items():
-        rows = rows[rows[key] == value]
+        rows = rows[rows[key].map(_text) == _text(value)]
+    names = list(summary.index.names)
     out = []
-    for method in summary.index:
+    for key in summary.index:
+        key = key if isinstance(key, tuple) else (key,)
+        ref = rows
+        for name, value in zip(names, key):
+            ref = ref[ref[name].map(_text) == _text(value)]
+        # the first source that reports this row (e.g. "paper", then "paper_reproduced" for baselines)
+        ref = next((ref[ref["source"] == s] for s in sources if (ref["source"] == s).any()), ref.iloc[:0])
         for metric in metrics:
-            ref = rows[(rows["method"] == method) & (rows["metric"] == metric)]
-            paper_mean = float(ref["mean"].iloc[0]) if len(ref) else float("nan")
-            ours = summary.loc[method, f"{metric}_mean"]
-            out.append({"method": method, "metric": metric, "ours": ours,
-                        "ours_std": summary.loc[method, f"{metric}_std"], "seeds": summary.loc[method, "seeds"],
-                        "paper": paper_mean, "diff": ours - paper_mean})
+            hit = ref[ref["metric"] == metric]
+            paper_mean = float(hit["mean"].iloc[0]) if len(hit) else float("nan")
+            ours = summary.loc[key if len(key) > 1 else key[0], f"{metric}_mean"]
+            std = summary.loc[key if len(key) > 1 else key[0], f"{metric}_std"]
+            seeds = summary.loc[key if len(key) > 1 else key[0], "seeds"]
+            out.append({**dict(zip(names, key)), "metric": metric, "ours": ours, "ours_std": std,
+                        "seeds": seeds, "paper": paper_mean, "diff": ours - paper_mean})
     return pd.DataFrame(out)
 
 
 def side_by_side(comparison: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
-    """Wide view: one row per method, 'ours', 'paper' and 'diff' per metric, rounded for printing."""
-    wide = comparison.pivot(index="method", columns="metric", values=["ours", "ours_std", "paper", "diff"])
+    """Wide view: one row per run group, 'ours', 'ours_std', 'paper' and 'diff' per metric, rounded."""
+    keys = [c for c in comparison.columns if c not in ("metric", "ours", "ours_std", "seeds", "paper", "diff")]
+    wide = comparison.pivot(index=keys, columns="metric", values=["ours", "ours_std", "paper", "diff"])
     wide = wide.swaplevel(axis=1)
     metrics = list(dict.fromkeys(comparison["metric"]))
     wide = wide[[(m, k) for m in metrics for k in ("ours", "ours_std", "paper", "diff")]]
-    order = [m for m in METHOD_ORDER if m in wide.index] + [m for m in wide.index if m not in METHOD_ORDER]
-    return wide.loc[order].round(decimals)
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    rank = comparison.drop_duplicates(keys)[keys]
+    rank = rank.assign(_o=rank["method"].map(lambda m: order.get(m, len(order)))).sort_values(
+        [k for k in keys if k != "method"] + ["_o", "method"])
+    index = [tuple(r) if len(keys) > 1 else r[0] for r in rank[keys].itertuples(index=False)]
+    return wide.loc[index].round(decimals)
 
 
 def data_note(records) -> str:

@@ -22,3 +22,15 @@ def test_summary_and_comparison_with_the_paper():
     assert row["paper"] == 66.9 and row["diff"] == pytest.approx(70.0 - 66.9)
     wide = side_by_side(table)
     assert list(wide.index) == ["ce", "am_mixup"] and wide.loc["ce", ("acc_all", "paper")] == 42.52
+
+
+def test_comparison_by_dataset_imbalance_and_method_takes_the_first_reporting_source():
+    frame = pd.DataFrame({"dataset": ["cifar10_lt", "cifar10_lt"], "imb_factor": [100.0, 100.0],
+                          "method": ["ce", "am_mixup"], "acc_all": [70.0, 75.0]})
+    summary = summarize(frame, ["acc_all"], by=("dataset", "imb_factor", "method"))
+    table = compare_with_paper(summary, load_paper_results(), table=3, metrics=["acc_all"],
+                               source=("paper", "paper_reproduced"))
+    paper = table.set_index("method")["paper"]
+    assert paper["am_mixup"] == 75.38 and paper["ce"] == 71.86  # AM-mixup: paper; CE: the authors' reproduction
+    wide = side_by_side(table)
+    assert list(wide.index) == [("cifar10_lt", 100.0, "ce"), ("cifar10_lt", 100.0, "am_mixup")]
