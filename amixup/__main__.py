@@ -10,20 +10,13 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import sys
 
 from . import data
+from .config import parse_value
 from .engine import DEFAULT_RESULTS_DIR, train
 from .recipes import PROFILES, RECIPES, make_config
-
-
-def _value(text: str):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def main(argv=None) -> int:
@@ -57,7 +50,7 @@ def main(argv=None) -> int:
         key, sep, value = item.partition("=")
         if not sep:
             parser.error(f"--set expects FIELD=VALUE, got {item!r}")
-        overrides[key] = _value(value)
+        overrides[key] = parse_value(value)
     if args.dataset:
         overrides["dataset"] = args.dataset
     try:

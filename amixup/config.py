@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import json
@@ -16,6 +17,14 @@ PRECISIONS = ("fp32", "bf16")
 #: Fields added after records were first written: left out of the run id while at these
 #: defaults, so earlier records keep their ids.
 _DIGEST_OPTIONAL = {"precision": "fp32"}
+
+
+def parse_value(text: str):
+    """A config value typed on a command line: a Python literal (``0.5``, ``False``, ``[1, 2]``) or plain text."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
 
 
 @dataclass

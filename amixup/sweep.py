@@ -15,7 +15,6 @@ Command line::
 from __future__ import annotations
 
 import argparse
-import ast
 import itertools
 import json
 import os
@@ -24,7 +23,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from .config import RunConfig
+from .config import RunConfig, parse_value
 from .engine import record_path, train
 from .records import REPO_ROOT, read_record
 from .recipes import RECIPES, PROFILES, make_config
@@ -117,13 +116,6 @@ def submit_slurm(configs, results_dir, *, folder="slurm_logs", **slurm_parameter
     return jobs
 
 
-def _value(text: str):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m amixup.sweep", description="Run a grid of configurations x seeds.")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="motivation")
@@ -154,7 +146,7 @@ def main(argv=None) -> int:
             key, sep, value = item.partition("=")
             if not sep:
                 parser.error(f"expected FIELD=VALUE, got {item!r}")
-            out[key] = [_value(v) for v in value.split(",")] if split_values else _value(value)
+            out[key] = [parse_value(v) for v in value.split(",")] if split_values else parse_value(value)
         return out
 
     try:
