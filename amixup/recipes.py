@@ -76,7 +76,7 @@ def make_config(recipe: str, profile: str = "paper", **overrides) -> RunConfig:
         scale = epochs / full_epochs
         settings["milestones"] = tuple(sorted({max(1, round(m * scale)) for m in settings["milestones"]}))
         if settings.get("warmup_epochs"):
-            settings["warmup_epochs"] = min(settings["warmup_epochs"], max(1, round(settings["warmup_epochs"] * scale)))
+            settings["warmup_epochs"] = min(epochs - 1, settings["warmup_epochs"], max(1, round(settings["warmup_epochs"] * scale)))
     settings.update(overrides)
     settings["profile"] = profile
     return RunConfig(**settings).validate()
