@@ -14,6 +14,7 @@ import json
 import sys
 
 from . import data
+from . import distributed as ddp
 from .config import parse_value
 from .engine import DEFAULT_RESULTS_DIR, train
 from .recipes import PROFILES, RECIPES, make_config
@@ -59,8 +60,10 @@ def main(argv=None) -> int:
     except (TypeError, ValueError) as err:
         parser.error(str(err))
     record = train(config, args.results_dir, overwrite=args.overwrite)
-    print(json.dumps({"run_id": record["run_id"], **record["metrics"]["last"],
-                      "best": record["metrics"]["best"]}, indent=1))
+    if ddp.rank() == 0:
+        print(json.dumps({"run_id": record["run_id"], **record["metrics"]["last"],
+                          "best": record["metrics"]["best"]}, indent=1))
+    ddp.shutdown()
     return 0
 
 

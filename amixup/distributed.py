@@ -10,6 +10,7 @@ evaluates and writes checkpoints and records.
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import torch
@@ -24,7 +25,18 @@ def init_from_env(device_type: str) -> bool:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
     dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    # Leave the group before the interpreter tears down: a process group still alive at exit can
+    # abort the process from a C++ destructor ("terminate called without an active exception").
+    atexit.register(shutdown)
     return True
+
+
+def shutdown() -> None:
+    """Leave the process group (after every process got here); a no-op if there is none."""
+    if dist.is_available() and dist.is_initialized():
+        if dist.get_world_size() > 1:
+            dist.barrier()
+        dist.destroy_process_group()
 
 
 def is_distributed() -> bool:

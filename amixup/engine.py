@@ -232,7 +232,7 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
 
     evaluation = None
     bar = tqdm(range(start_epoch, config.epochs), desc=run_id, initial=start_epoch, total=config.epochs,
-               disable=not progress, leave=False, mininterval=2.0)
+               disable=not (progress and main_process), leave=False, mininterval=2.0)
     for epoch in bar:
         t0 = time.perf_counter()
         lr = learning_rate(config, epoch)
