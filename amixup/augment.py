@@ -2,9 +2,12 @@
 
 ``random_crop_flip`` reproduces torchvision's ``RandomCrop(size, padding=p)`` (raw
 pixels padded with zeros, a uniform offset in [0, 2p] per image) followed by
-``RandomHorizontalFlip()``, for a whole uint8 batch in one gather. The result is laid
-out channels-last. ``TensorLoader`` replaces a ``DataLoader`` over PIL images: the
-dataset is one uint8 tensor on the device, shuffled and augmented there.
+``RandomHorizontalFlip()``, for a whole uint8 batch in one gather (the CIFAR recipes).
+``random_resized_crop_flip`` is ``RandomResizedCrop(size)`` + ``RandomHorizontalFlip()``
+(the ImageNet-LT / Places-LT recipes) as one batched ``grid_sample``; ``center_crop`` is
+its evaluation counterpart. Results are laid out channels-last. ``TensorLoader`` replaces a
+``DataLoader`` over PIL images: the dataset is one uint8 tensor on the device, shuffled and
+augmented there.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import math
 
 import torch
+
+from .config import AUGMENTATIONS
 
 
 def random_crop_flip(images: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
@@ -36,6 +41,65 @@ def random_crop_flip(images: torch.Tensor, padding: int, flip: bool, generator: 
     return out.permute(0, 3, 1, 2)  # NCHW view of NHWC memory: channels-last
 
 
+def random_resized_crop_flip(images: torch.Tensor, size: int, flip: bool, generator: torch.Generator, *,
+                             scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), attempts: int = 10) -> torch.Tensor:
+    """torchvision's ``RandomResizedCrop(size, scale, ratio)`` (+ ``RandomHorizontalFlip()``) of a batch.
+
+    Per image, as torchvision: up to ``attempts`` boxes with area fraction ~ U(scale) and
+    log aspect ratio ~ U(log ratio); the first box that fits is cut at a uniform position,
+    otherwise the central crop with the aspect ratio clamped to ``ratio``. Every box is
+    resized to ``size`` x ``size`` by bilinear interpolation (no antialiasing, unlike
+    torchvision's tensor path: the boxes of a 256-pixel image are at most 1.14x the output).
+    Returns float pixels in [0, 255], channels-last.
+    """
+    n, c, h, w = images.shape
+    device = images.device
+    area = torch.empty(n, attempts, device=device).uniform_(*scale, generator=generator) * (h * w)
+    log_r = torch.empty(n, attempts, device=device).uniform_(math.log(ratio[0]), math.log(ratio[1]),
+                                                             generator=generator)
+    aspect = torch.exp(log_r)
+    bw = torch.sqrt(area * aspect).round()
+    bh = torch.sqrt(area / aspect).round()
+    fits = (bw > 0) & (bw <= w) & (bh > 0) & (bh <= h)
+    first = fits.int().argmax(dim=1, keepdim=True)  # first box that fits (0 if none does)
+    bw, bh = bw.gather(1, first).squeeze(1), bh.gather(1, first).squeeze(1)
+    found = fits.any(dim=1)
+    # fallback: the central crop with the aspect ratio clamped into ``ratio``
+    in_ratio = w / h
+    if in_ratio < ratio[0]:
+        fw, fh = w, round(w / ratio[0])
+    elif in_ratio > ratio[1]:
+        fw, fh = round(h * ratio[1]), h
+    else:
+        fw, fh = w, h
+    bw = torch.where(found, bw, torch.full_like(bw, fw))
+    bh = torch.where(found, bh, torch.full_like(bh, fh))
+    u = torch.rand(n, 2, device=device, generator=generator)
+    top = torch.where(found, torch.floor(u[:, 0] * (h - bh + 1)), torch.full_like(bh, (h - fh) // 2))
+    left = torch.where(found, torch.floor(u[:, 1] * (w - bw + 1)), torch.full_like(bw, (w - fw) // 2))
+    # output pixel j samples the box at left + (j + 0.5) * bw / size (pixel centres), in
+    # grid_sample's normalised coordinates (align_corners=False): (2x) / w - 1 with x in pixels
+    steps = (torch.arange(size, device=device, dtype=torch.float32) + 0.5) / size
+    xs = (left[:, None] + steps[None, :] * bw[:, None]) * (2.0 / w) - 1.0  # [n, size]
+    ys = (top[:, None] + steps[None, :] * bh[:, None]) * (2.0 / h) - 1.0
+    if flip:
+        flipped = torch.rand(n, 1, device=device, generator=generator) < 0.5
+        xs = torch.where(flipped, xs.flip(1), xs)
+    grid = torch.stack(torch.broadcast_tensors(xs[:, None, :], ys[:, :, None]), dim=-1)  # [n, size, size, 2]
+    out = torch.nn.functional.grid_sample(images.float(), grid, mode="bilinear", padding_mode="border",
+                                          align_corners=False)
+    return out.contiguous(memory_format=torch.channels_last)
+
+
+def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    """The central ``size`` x ``size`` window of an NCHW batch (``CenterCrop(size)``)."""
+    h, w = images.shape[-2:]
+    if size > min(h, w):
+        raise ValueError(f"crop_size must be <= the stored image size {min(h, w)}, got {size}")
+    top, left = (h - size) // 2, (w - size) // 2
+    return images[..., top:top + size, left:left + size]
+
+
 def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float, standardised per channel, channels-last."""
     x = images.float().div_(255.0)
@@ -46,14 +110,18 @@ def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> to
 class TensorLoader:
     """Mini-batches of ``(normalised images, labels)`` from uint8 tensors on ``device``.
 
-    With ``train=True`` the order is reshuffled each pass and every batch is augmented
-    (``crop_padding``, ``flip``); the last, smaller batch is kept, as a plain DataLoader does.
+    With ``train=True`` the order is reshuffled each pass and every batch is augmented: with
+    ``augmentation="crop_flip"`` by ``crop_padding`` and ``flip``, with ``"resized_crop_flip"``
+    by a random resized crop to ``crop_size`` and ``flip``; evaluation batches of the latter
+    are center-cropped to ``crop_size``. The last, smaller batch is kept, as a plain
+    DataLoader does.
     With ``world_size > 1`` every process draws the same global order (``shuffle_generator``
     seeded alike) and takes its ``rank``-th share of each global batch.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, device,
                  mean, std, train: bool, crop_padding: int = 0, flip: bool = False,
+                 augmentation: str = "crop_flip", crop_size: int = 224,
                  generator: torch.Generator | None = None, shuffle_generator: torch.Generator | None = None,
                  rank: int = 0, world_size: int = 1):
         self.device = torch.device(device)
@@ -65,6 +133,9 @@ class TensorLoader:
         self.train = train
         self.crop_padding = int(crop_padding)
         self.flip = bool(flip)
+        if augmentation not in AUGMENTATIONS:
+            raise ValueError(f"augmentation must be one of {list(AUGMENTATIONS)}, got {augmentation!r}")
+        self.augmentation, self.crop_size = augmentation, int(crop_size)
         self.generator = generator
         self.shuffle_generator = shuffle_generator or generator
         self.rank, self.world_size = int(rank), int(world_size)
@@ -86,6 +157,9 @@ class TensorLoader:
                 if self.world_size > 1:  # this process's share of the global batch
                     idx = torch.tensor_split(idx, self.world_size)[self.rank]
                 x, y = self.images[idx], self.labels[idx]
-            if self.train and (self.crop_padding or self.flip):
+            if self.augmentation == "resized_crop_flip":
+                x = (random_resized_crop_flip(x, self.crop_size, self.flip, self.generator) if self.train
+                     else center_crop(x, self.crop_size))
+            elif self.train and (self.crop_padding or self.flip):
                 x = random_crop_flip(x, self.crop_padding, self.flip, self.generator)
             yield normalize(x, self.mean, self.std), y

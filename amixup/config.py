@@ -13,10 +13,11 @@ TRAIN_ACC_SOURCES = ("clean", "mixed")
 LR_SCHEDULES = ("multistep", "cosine")
 OPTIMIZERS = ("sgd", "adamw")
 PRECISIONS = ("fp32", "bf16")
+AUGMENTATIONS = ("crop_flip", "resized_crop_flip")  # amixup.augment
 
 #: Fields added after records were first written: left out of the run id while at these
 #: defaults, so earlier records keep their ids.
-_DIGEST_OPTIONAL = {"precision": "fp32"}
+_DIGEST_OPTIONAL = {"precision": "fp32", "augmentation": "crop_flip", "crop_size": 224}
 
 
 def parse_value(text: str):
@@ -42,6 +43,8 @@ class RunConfig:
     test_subset: int | None = None      # cap on test images (stratified)
     crop_padding: int = 4               # RandomCrop(32, padding=4) as in the mixup / LDAM-DRW code
     flip: bool = True
+    augmentation: str = "crop_flip"     # crop_flip (CIFAR) | resized_crop_flip (ImageNet-LT, Places-LT)
+    crop_size: int = 224                # resized_crop_flip: RandomResizedCrop size; test images center-cropped to it
     # model and method
     model: str = "cnn_vis2d"
     method: str = "ce"                  # ce | mixup | manifold_mixup | am_mixup
@@ -121,6 +124,9 @@ class RunConfig:
         one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         one_of("optimizer", self.optimizer, OPTIMIZERS)
         one_of("precision", self.precision, PRECISIONS)
+        one_of("augmentation", self.augmentation, AUGMENTATIONS)
+        if int(self.crop_size) < 1:
+            raise ValueError(f"crop_size must be >= 1, got {self.crop_size!r}")
         if self.imb_factor is not None and not self.imb_factor >= 1:
             raise ValueError(f"imb_factor must be >= 1 (n_max / n_min), got {self.imb_factor!r}")
         spec = data.DATASETS[self.dataset]

@@ -25,7 +25,7 @@ from .config import RunConfig
 from .metrics import (alignment, class_groups, neighborhood_uniformity, per_class_accuracy,
                       split_accuracy, uniformity)
 from .mixing import MixPolicy, mixup, random_permutation, resolve_spec
-from .models import SplitModel, build_model
+from .models import SplitModel, build_model, from_torchvision_state
 from .records import atomic_write_bytes, code_provenance, environment, read_record, write_record
 from .schedule import AMScheduler
 
@@ -142,8 +142,14 @@ def _load_encoder(model: SplitModel, source: str, results_dir: Path, device) -> 
         path = _checkpoint_path(results_dir, source)
     if not path.exists():
         raise FileNotFoundError(f"finetune_from={source!r}: no checkpoint at {source} or {path}")
-    state = torch.load(path, map_location=device, weights_only=True)["model"]
+    state = torch.load(path, map_location=device, weights_only=True)
+    # an amixup checkpoint, or a plain torchvision ResNet state dict (e.g. ImageNet weights)
+    state = state["model"] if "model" in state else from_torchvision_state(state)
     encoder = {k: v for k, v in state.items() if k.startswith("stages.")}
+    missing = [k for k in model.state_dict() if k.startswith("stages.") and k not in encoder]
+    if missing:
+        raise ValueError(f"finetune_from={source!r} does not fit model {type(model).__name__}: "
+                         f"{len(missing)} encoder tensors missing, e.g. {missing[0]!r}")
     model.load_state_dict(encoder, strict=False)
     return str(path)
 
@@ -172,6 +178,10 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
         device = torch.device("cuda", ddp.local_rank())
     spec = resolve_spec(config.method, config.rate, config.one_sided, config.last_layer)
     train_data, test_data, full_counts = load_data(config)
+    stored = min(train_data.images.shape[-2:])
+    if config.augmentation == "resized_crop_flip" and config.crop_size > stored:
+        raise ValueError(f"crop_size must be <= the stored image size {stored} of {config.dataset!r}, "
+                         f"got {config.crop_size}")
     mean, std = datasets.NORMALIZATION[datasets.base_of(config.dataset)]
 
     torch.manual_seed(config.seed)
@@ -206,10 +216,10 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
     scheduler = AMScheduler(config.beta)
     train_loader = TensorLoader(train_data.images, train_data.labels, config.batch_size, device=device,
                                 mean=mean, std=std, train=True, crop_padding=config.crop_padding,
-                                flip=config.flip, generator=device_gen, shuffle_generator=shuffle_gen,
-                                rank=rank, world_size=world)
-    test_loader = TensorLoader(test_data.images, test_data.labels, 512, device=device,
-                               mean=mean, std=std, train=False)
+                                flip=config.flip, augmentation=config.augmentation, crop_size=config.crop_size,
+                                generator=device_gen, shuffle_generator=shuffle_gen, rank=rank, world_size=world)
+    test_loader = TensorLoader(test_data.images, test_data.labels, 512, device=device, mean=mean, std=std,
+                               train=False, augmentation=config.augmentation, crop_size=config.crop_size)
     groups = class_groups(config.split_convention, full_counts, config.many_threshold,
                           config.few_threshold)
     need_clean = spec.rate == "am" and config.train_acc_source == "clean"

@@ -12,7 +12,7 @@ from pathlib import Path
 from .config import RunConfig
 from .engine import record_path, train
 from .records import read_record
-from .recipes import ABLATION_ROWS, make_config
+from .recipes import ABLATION_ROWS, TABLE4_BETA, TABLE5_BETA, make_config
 
 METHODS = ("ce", "mixup", "manifold_mixup", "am_mixup")
 
@@ -56,6 +56,24 @@ def table3_configs(profile: str, methods=METHODS, seeds=(0,), beta: float = 0.34
     return [make_config("cifar_lt", profile, dataset=d, imb_factor=i, method=m, seed=s, beta=beta,
                         device=device, experiment="table3", **overrides)
             for d in datasets for i in imb_factors for m in methods for s in seeds]
+
+
+def table4_configs(profile: str, methods=METHODS, seeds=(0,), networks=tuple(TABLE4_BETA), betas=None,
+                   device: str = "auto", **overrides) -> list[RunConfig]:
+    """Table 4: torchvision ResNets on ImageNet-LT, per network, method and seed; AM-mixup's beta
+    per network from ``betas`` (default: the paper's, ``recipes.TABLE4_BETA``)."""
+    betas = {**TABLE4_BETA, **(betas or {})}
+    return [make_config("imagenet_lt", profile, model=n, method=m, seed=s, beta=betas[n], device=device,
+                        experiment="table4", **overrides)
+            for n in networks for m in methods for s in seeds]
+
+
+def table5_configs(profile: str, methods=METHODS, seeds=(0,), beta: float = TABLE5_BETA, device: str = "auto",
+                   **overrides) -> list[RunConfig]:
+    """Table 5: ResNet-152 on Places-LT, per method and seed (AM-mixup beta 0.1 as in the paper)."""
+    return [make_config("places_lt", profile, method=m, seed=s, beta=beta, device=device,
+                        experiment="table5", **overrides)
+            for m in methods for s in seeds]
 
 
 def table7_configs(profile: str, rows=tuple(ABLATION_ROWS), seeds=(0,), beta: float = 0.34, device: str = "auto",

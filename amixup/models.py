@@ -178,6 +178,22 @@ def _torchvision_resnet(depth: int, num_classes: int, in_channels: int) -> Split
     return SplitModel(stages, net.fc)
 
 
+#: torchvision ResNet parameter prefixes -> SplitModel prefixes (see _torchvision_resnet)
+_TORCHVISION_PREFIXES = {"conv1.": "stages.0.0.", "bn1.": "stages.0.1.", "layer1.": "stages.0.4.",
+                         "layer2.": "stages.1.", "layer3.": "stages.2.", "layer4.": "stages.3.0.", "fc.": "head."}
+
+
+def from_torchvision_state(state: dict) -> dict:
+    """A torchvision ResNet-50/101/152 ``state_dict`` (e.g. ImageNet weights) renamed for the SplitModel."""
+    out = {}
+    for key, value in state.items():
+        prefix = next((p for p in _TORCHVISION_PREFIXES if key.startswith(p)), None)
+        if prefix is None:
+            raise ValueError(f"not a torchvision ResNet state dict: unexpected key {key!r}")
+        out[_TORCHVISION_PREFIXES[prefix] + key[len(prefix):]] = value
+    return out
+
+
 @register_model("resnet50")
 def resnet50(num_classes: int, in_channels: int = 3) -> SplitModel:
     """torchvision ResNet-50 (see _torchvision_resnet), 2048-d feature."""

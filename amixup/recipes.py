@@ -39,10 +39,34 @@ MOTIVATION_FINETUNE = dict(
     split_convention="counts", many_threshold=1000, few_threshold=200,
 )
 
+#: Section 4.1 / Appendix A.2: ImageNet-LT with torchvision ResNets. The paper gives SGD momentum
+#: 0.9, weight decay 5e-4, cosine annealing and mixup alpha 0.2; it is silent on epochs, batch
+#: size and lr, which are those of its cited setup (MiSLAS stage 1: batch 256, lr 0.1, 180 epochs
+#: on ImageNet-LT, 90 on Places-LT). Augmentation is the standard RandomResizedCrop(224) + flip
+#: of the 256-pixel stored images; test images are center-cropped to 224 (Resize(256) +
+#: CenterCrop(224)). Splits: many > 100, median 20-100, few < 20 training images.
+IMAGENET_LT = dict(
+    dataset="imagenet_lt", model="resnet50", epochs=180, batch_size=256, optimizer="sgd", lr=0.1,
+    momentum=0.9, weight_decay=5e-4, lr_schedule="cosine", milestones=(), warmup_epochs=0,
+    alpha=0.2, beta=0.34, augmentation="resized_crop_flip", crop_size=224, crop_padding=0, flip=True,
+    split_convention="counts", many_threshold=100, few_threshold=20,
+)
+
+#: AM-mixup's beta per network in Table 4 (ImageNet-LT) and in Table 5 (Places-LT).
+TABLE4_BETA = {"resnet50": 0.34, "resnet101": 0.5, "resnet152": 0.2}
+TABLE5_BETA = 0.1
+
+#: Places-LT (Table 5): the paper names no network; ResNet-152 as in its cited setups (MiSLAS,
+#: Decoupling), which start from ImageNet weights: pass a torchvision state-dict file as
+#: ``finetune_from`` to do the same (the recipe itself starts from random weights).
+PLACES_LT = dict(IMAGENET_LT, dataset="places_lt", model="resnet152", epochs=90, beta=TABLE5_BETA)
+
 RECIPES: dict[str, dict] = {
     "motivation": MOTIVATION,
     "motivation_finetune": MOTIVATION_FINETUNE,
     "cifar_lt": CIFAR_LT,
+    "imagenet_lt": IMAGENET_LT,
+    "places_lt": PLACES_LT,
 }
 
 #: Table 7 rows (MR, OL, LL) as configuration on top of method "am_mixup".

@@ -1,7 +1,9 @@
 import torch
 import torch.nn.functional as F
 
-from amixup.augment import TensorLoader, normalize, random_crop_flip
+import pytest
+
+from amixup.augment import TensorLoader, center_crop, normalize, random_crop_flip, random_resized_crop_flip
 
 
 def _matches_some_crop(out, img, padding):
@@ -54,3 +56,78 @@ def test_tensor_loader_covers_the_data_once_per_pass_in_new_order():
     assert sorted(first.tolist()) == list(range(10)) and not torch.equal(first, second)
     for x, y in loader:  # images still belong to their labels after shuffling
         assert torch.allclose(x[:, 0, 0, 0], y.float(), atol=1e-4)
+
+
+def test_resized_crop_of_the_whole_image_at_its_own_size_is_the_image_or_its_mirror():
+    g = torch.Generator().manual_seed(0)
+    imgs = torch.randint(0, 256, (32, 3, 12, 12), dtype=torch.uint8)
+    out = random_resized_crop_flip(imgs, 12, False, g, scale=(1, 1), ratio=(1, 1))
+    close = lambda a, b: torch.allclose(a, b.float(), atol=1e-3)  # noqa: E731 (grid_sample rounding)
+    assert close(out, imgs) and out.is_contiguous(memory_format=torch.channels_last)
+    out = random_resized_crop_flip(imgs, 12, True, g, scale=(1, 1), ratio=(1, 1))
+    same = [close(o, i) for o, i in zip(out, imgs)]
+    mirrored = [close(o, i.flip(-1)) for o, i in zip(out, imgs)]
+    assert all(a or b for a, b in zip(same, mirrored)) and any(same) and any(mirrored)
+
+
+def test_resized_crop_at_scale_one_quarter_cuts_a_window_anywhere():
+    # area fraction 1/4 and ratio 1 on 16x16: an 8x8 box, output 8x8: an exact window at a uniform offset
+    g = torch.Generator().manual_seed(1)
+    imgs = torch.randint(0, 256, (200, 3, 16, 16), dtype=torch.uint8)
+    out = random_resized_crop_flip(imgs, 8, False, g, scale=(0.25, 0.25), ratio=(1, 1))
+    offsets = set()
+    for o, img in zip(out, imgs):
+        hits = [(t, l) for t in range(9) for l in range(9) if torch.allclose(o, img[:, t:t + 8, l:l + 8].float(), atol=1e-3)]
+        assert len(hits) == 1
+        offsets.add(hits[0])
+    assert len(offsets) > 40  # uniform over the 81 positions, not a fixed one
+
+
+def test_resized_crop_falls_back_to_the_central_crop_with_clamped_ratio():
+    # ratio 2 on a square image never fits at scale 1: torchvision's fallback is the central
+    # 16 wide x 8 high box; resized to 8x8 it averages column pairs of rows 4..11
+    g = torch.Generator().manual_seed(2)
+    imgs = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    out = random_resized_crop_flip(imgs, 8, False, g, scale=(1, 1), ratio=(2, 2))
+    box = imgs[:, :, 4:12].float()
+    assert torch.allclose(out, (box[..., 0::2] + box[..., 1::2]) / 2)
+
+
+def test_resized_crop_boxes_are_distributed_as_torchvision_draws_them():
+    # a centred square covers 1/4 of the image; the share of it a crop shows depends on where the
+    # box lands and how large it is: ours and torchvision's get_params must agree in distribution
+    from torchvision.transforms import RandomResizedCrop
+
+    torch.manual_seed(0)
+    n, side = 4000, 64
+    imgs = torch.zeros(n, 1, side, side, dtype=torch.uint8)
+    imgs[:, :, 16:48, 16:48] = 255
+    ours = random_resized_crop_flip(imgs, 32, True, torch.Generator().manual_seed(3)).mean(dim=(1, 2, 3)) / 255
+    square = imgs[0, 0].float() / 255
+    theirs = []
+    for _ in range(n):
+        top, left, h, w = RandomResizedCrop.get_params(square[None], (0.08, 1.0), (3 / 4, 4 / 3))
+        theirs.append(square[top:top + h, left:left + w].mean())
+    theirs = torch.stack(theirs)
+    assert abs(ours.mean() - theirs.mean()) < 0.015
+    assert abs((ours > 0.99).float().mean() - (theirs > 0.99).float().mean()) < 0.03  # box inside the square
+    assert abs(ours.std() - theirs.std()) < 0.015
+
+
+def test_center_crop_and_the_loader_crops_evaluation_batches():
+    imgs = torch.arange(2 * 3 * 10 * 10, dtype=torch.float32).view(2, 3, 10, 10)
+    assert torch.equal(center_crop(imgs, 6), imgs[..., 2:8, 2:8])
+    with pytest.raises(ValueError, match="crop_size must be <= the stored image size 10"):
+        center_crop(imgs, 11)
+    images = torch.randint(0, 256, (10, 3, 16, 16), dtype=torch.uint8)
+    labels = torch.arange(10)
+    test = TensorLoader(images, labels, 4, device="cpu", mean=(0, 0, 0), std=(1, 1, 1), train=False,
+                        augmentation="resized_crop_flip", crop_size=8)
+    x, _ = next(iter(test))
+    assert torch.allclose(x, images[:4, :, 4:12, 4:12].float() / 255)
+    g = torch.Generator().manual_seed(0)
+    train = TensorLoader(images, labels, 4, device="cpu", mean=(0, 0, 0), std=(1, 1, 1), train=True,
+                         augmentation="resized_crop_flip", crop_size=8, flip=True, generator=g)
+    assert [tuple(x.shape) for x, _ in train] == [(4, 3, 8, 8), (4, 3, 8, 8), (2, 3, 8, 8)]
+    with pytest.raises(ValueError, match=r"augmentation must be one of \['crop_flip', 'resized_crop_flip'\]"):
+        TensorLoader(images, labels, 4, device="cpu", mean=(0,) * 3, std=(1,) * 3, train=False, augmentation="big")

@@ -60,6 +60,9 @@ def test_all_table7_rows_are_configurations():
     (dict(imb_factor=10, dataset="mini_cifar"), "long-tailed datasets"),
     (dict(imb_factor=10, dataset="imagenet_lt"), "long-tailed datasets"),
     (dict(dataset="cifar10_lt"), "imb_factor is required"),
+    (dict(augmentation="autoaugment"), r"augmentation must be one of \['crop_flip', 'resized_crop_flip'\]"),
+    (dict(crop_size=0), "crop_size must be >= 1"),
+    (dict(warmup_epochs=3, epochs=3), r"warmup_epochs must lie in \[0, epochs=3\), got 3"),
 ])
 def test_bad_parameters_fail_with_a_clear_error(override, message):
     with pytest.raises(ValueError, match=message):
@@ -87,3 +90,31 @@ def test_run_id_is_stable_and_config_sensitive():
 def test_list_file_datasets_need_no_imbalance_factor():
     c = make_config("motivation", dataset="imagenet_lt", model="resnet50")
     assert c.imb_factor is None and c.dataset == "imagenet_lt"
+
+
+def test_large_scale_lt_recipes_follow_the_paper_and_its_cited_setup():
+    i = make_config("imagenet_lt")
+    assert (i.dataset, i.model, i.lr_schedule, i.weight_decay, i.momentum, i.alpha, i.beta) == \
+        ("imagenet_lt", "resnet50", "cosine", 5e-4, 0.9, 0.2, 0.34)
+    assert (i.epochs, i.batch_size, i.lr, i.augmentation, i.crop_size) == (180, 256, 0.1, "resized_crop_flip", 224)
+    assert (i.split_convention, i.many_threshold, i.few_threshold) == ("counts", 100, 20)
+    p = make_config("places_lt")
+    assert (p.dataset, p.model, p.epochs, p.beta, p.alpha) == ("places_lt", "resnet152", 90, 0.1, 0.2)
+    from amixup.experiments import table4_configs, table5_configs
+    betas = {(c.model, c.method): c.beta for c in table4_configs("paper")}
+    assert betas[("resnet50", "am_mixup")] == 0.34 and betas[("resnet101", "am_mixup")] == 0.5
+    assert betas[("resnet152", "am_mixup")] == 0.2 and len(betas) == 12
+    assert {c.experiment for c in table5_configs("smoke")} == {"table5"}
+
+
+def test_new_fields_at_their_defaults_keep_earlier_run_ids():
+    a = make_config("motivation", "paper", method="ce", experiment="table2")
+    # the id the committed Table 2 records carry (written before augmentation/crop_size existed)
+    assert a.run_id() == "table2-mini_cifar_lt-cnn_vis2d-ce-s0-80b2735b"
+    b = make_config("motivation", "paper", method="ce", experiment="table2", augmentation="resized_crop_flip")
+    assert b.run_id() != a.run_id()
+
+
+def test_one_epoch_profiles_keep_warmup_below_the_epoch_count():
+    c = make_config("cifar_lt", "paper", dataset="cifar10_lt", imb_factor=100, epochs=1)
+    assert c.warmup_epochs == 0

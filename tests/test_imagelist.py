@@ -147,3 +147,48 @@ def test_build_dataset_without_env_var_or_list_files(tmp_path, cache, monkeypatc
     msg = str(info.value)
     assert "AMIXUP_PLACES_LT_ROOT" in msg and str(tmp_path / "empty" / "Places_LT_test.txt") in msg
     assert str(tmp_path / "Places_LT_test.txt") in msg
+
+
+def _imagenet_lt_folder(tmp_path, monkeypatch):
+    root = tmp_path / "imagenet" / "images"
+    lines = write_images(root)
+    by_class = {c: [ln for ln in lines if ln.endswith(f" {c}")] for c in range(3)}
+    train = [by_class[c][i % len(by_class[c])] for c, n in ((0, 101), (1, 20), (2, 19)) for i in range(n)]
+    write_list(root.parent / "ImageNet_LT_train.txt", train)
+    write_list(root.parent / "ImageNet_LT_test.txt", lines)
+    monkeypatch.setenv("AMIXUP_IMAGENET_LT_ROOT", str(root))
+    return root
+
+
+def test_imagenet_lt_recipe_trains_end_to_end_on_a_generated_folder(tmp_path, cache, monkeypatch):
+    from amixup.engine import train
+    from amixup.experiments import table4_configs
+
+    _imagenet_lt_folder(tmp_path, monkeypatch)
+    (config,) = table4_configs("smoke", methods=["am_mixup"], networks=["resnet50"], epochs=1, crop_size=32,
+                               batch_size=64)
+    rec = train(config, tmp_path / "results", progress=False)
+    assert rec["config"]["augmentation"] == "resized_crop_flip" and rec["config"]["lr_schedule"] == "cosine"
+    assert sum(rec["data"]["train_counts"]) == 140 and sum(rec["data"]["test_counts"]) == 6
+    assert set(rec["metrics"]["last"]) >= {"acc_all", "acc_many", "acc_median", "acc_few"}
+    assert rec["lambda_trajectory"][0] == 1.0
+    with pytest.raises(ValueError, match="crop_size must be <= the stored image size 256"):
+        train(config.__class__.from_dict({**config.to_dict(), "crop_size": 300}), tmp_path / "results")
+
+
+def test_finetune_from_a_torchvision_state_dict(tmp_path, cache, monkeypatch):
+    import torchvision
+
+    from amixup.engine import _load_encoder
+    from amixup.models import build_model
+
+    net = torchvision.models.resnet50(weights=None, num_classes=1000)
+    path = tmp_path / "resnet50-imagenet.pth"
+    torch.save(net.state_dict(), path)
+    model = build_model("resnet50", 365)
+    _load_encoder(model, str(path), tmp_path, "cpu")
+    assert torch.equal(model.stages[0][0].weight, net.conv1.weight)
+    assert torch.equal(model.stages[2][3].conv2.weight, net.layer3[3].conv2.weight)
+    assert model.head.weight.shape == (365, 2048)  # the head is new
+    with pytest.raises(ValueError, match="does not fit model"):
+        _load_encoder(build_model("resnet101", 365), str(path), tmp_path, "cpu")
