@@ -110,5 +110,43 @@ def missing_runs(configs, results_dir) -> list[str]:
     return [_final(item).run_id() for item in configs if not record_path(_final(item), results_dir).exists()]
 
 
+def missing_report(configs, results_dir, *, check_data: bool = True):
+    """Why each run without a record is missing, as a DataFrame (run_id, dataset, epochs_done, epochs, status).
+
+    status: "running or interrupted: k of N epochs done (...)", "data not found: ..."
+    (the dataset cannot be located here; checked once per dataset when ``check_data``), or
+    "not started".
+    """
+    import pandas as pd
+    import torch
+
+    from . import data
+    from .engine import _checkpoint_path
+
+    results_dir = Path(results_dir)
+    found: dict[str, str | None] = {}
+    rows = []
+    for item in configs:
+        config = _final(item)
+        if record_path(config, results_dir).exists():
+            continue
+        ckpt = _checkpoint_path(results_dir, config.run_id())
+        done = torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"] if ckpt.exists() else 0
+        if done:
+            status = f"running or interrupted: {done} of {config.epochs} epochs done (resumes from its checkpoint)"
+        else:
+            if check_data and config.dataset not in found:
+                try:
+                    data.build_dataset(config.dataset, "test", imb_factor=config.imb_factor)
+                    found[config.dataset] = None
+                except data.DataNotFoundError as err:
+                    found[config.dataset] = str(err).splitlines()[0].split(". Places looked")[0]
+            problem = found.get(config.dataset)
+            status = f"data not found: {problem}" if problem else "not started"
+        rows.append({"run_id": config.run_id(), "dataset": config.dataset, "epochs_done": done,
+                     "epochs": config.epochs, "status": status})
+    return pd.DataFrame(rows, columns=["run_id", "dataset", "epochs_done", "epochs", "status"])
+
+
 def _final(item) -> RunConfig:
     return item[-1] if isinstance(item, tuple) else item

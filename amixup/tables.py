@@ -21,7 +21,8 @@ def records_frame(records) -> pd.DataFrame:
         c, m = r["config"], r["metrics"]
         rows.append({
             "experiment": c["experiment"], "profile": c["profile"], "dataset": c["dataset"],
-            "imb_factor": c["imb_factor"], "model": c["model"],
+            "imb_factor": c["imb_factor"], "model": c["model"], "network": c["model"],
+            "precision": c.get("precision", "fp32"),
             # a fine-tuning run is labelled by the method its encoder was pre-trained with
             "method": _label(c),
             "rate": c["rate"], "one_sided": c["one_sided"], "last_layer": c["last_layer"],

@@ -14,6 +14,7 @@ import torch
 
 from amixup import engine
 from amixup.engine import train
+from amixup.experiments import missing_report
 from amixup.recipes import ABLATION_ROWS, make_config
 from amixup.records import read_record, write_record
 
@@ -29,6 +30,7 @@ def comparable(record):
     rec = json.loads(json.dumps(record))
     for key in ("seconds", "environment", "git"):
         rec.pop(key)
+    rec["data"].pop("source")  # "archive ..." on the first decode, "cache ... of archive ..." after
     for h in rec["history"]:
         h.pop("seconds")
     return rec
@@ -98,10 +100,23 @@ def test_interrupted_run_resumes_to_the_same_record(data_env, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train(config, tmp_path / "run", progress=False, on_epoch_end=crash)
     assert not engine.record_path(config, tmp_path / "run").exists()
+    report = missing_report([config], tmp_path / "run")
+    assert report["status"].tolist() == ["running or interrupted: 2 of 3 epochs done (resumes from its checkpoint)"]
     epochs_run = []
     resumed = train(config, tmp_path / "run", progress=False, on_epoch_end=lambda e, _: epochs_run.append(e))
     assert epochs_run == [3]
     assert comparable(resumed) == comparable(reference)
+    assert missing_report([config], tmp_path / "run").empty
+
+
+def test_missing_report_names_runs_whose_data_is_not_here(tmp_path, monkeypatch):
+    monkeypatch.setenv("AMIXUP_DATA_PATH", str(tmp_path / "nothing"))
+    monkeypatch.setenv("AMIXUP_CACHE_DIR", str(tmp_path / "cache"))
+    config = make_config("cifar_lt", "smoke", dataset="cifar100_lt", imb_factor=100, experiment="test")
+    report = missing_report([config, config], tmp_path)
+    assert report["run_id"].tolist() == [config.run_id()] * 2 and (report["epochs_done"] == 0).all()
+    assert report["status"].iloc[0] == "data not found: dataset 'cifar100' not found"
+    assert missing_report([config], tmp_path, check_data=False)["status"].tolist() == ["not started"]
 
 
 def test_killed_process_resumes_from_its_checkpoint(data_env, tmp_path):
@@ -111,6 +126,7 @@ def test_killed_process_resumes_from_its_checkpoint(data_env, tmp_path):
         import time
         from amixup.config import RunConfig
         from amixup.engine import train
+from amixup.experiments import missing_report
         config = RunConfig.from_dict({config.to_dict()!r})
         train(config, {str(tmp_path / 'run')!r}, progress=False,
               on_epoch_end=lambda e, _: print('epoch', e, flush=True) or (e == 2 and time.sleep(600)))
