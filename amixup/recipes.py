@@ -45,21 +45,23 @@ MOTIVATION_FINETUNE = dict(
 #: on ImageNet-LT, 90 on Places-LT). Augmentation is the standard RandomResizedCrop(224) + flip
 #: of the 256-pixel stored images; test images are center-cropped to 224 (Resize(256) +
 #: CenterCrop(224)). Splits: many > 100, median 20-100, few < 20 training images.
+#: AM-mixup's beta per network in Table 4 (ImageNet-LT) and in Table 5 (Places-LT).
+TABLE4_BETA = {"resnet50": 0.34, "resnet101": 0.5, "resnet152": 0.2}
+TABLE5_BETA = 0.1
+
 IMAGENET_LT = dict(
     dataset="imagenet_lt", model="resnet50", epochs=180, batch_size=256, optimizer="sgd", lr=0.1,
     momentum=0.9, weight_decay=5e-4, lr_schedule="cosine", milestones=(), warmup_epochs=0,
     alpha=0.2, beta=0.34, augmentation="resized_crop_flip", crop_size=224, crop_padding=0, flip=True,
     split_convention="counts", many_threshold=100, few_threshold=20,
+    beta_per_model=TABLE4_BETA,  # make_config: the beta of the chosen model unless beta is given
 )
-
-#: AM-mixup's beta per network in Table 4 (ImageNet-LT) and in Table 5 (Places-LT).
-TABLE4_BETA = {"resnet50": 0.34, "resnet101": 0.5, "resnet152": 0.2}
-TABLE5_BETA = 0.1
 
 #: Places-LT (Table 5): the paper names no network; ResNet-152 as in its cited setups (MiSLAS,
 #: Decoupling), which start from ImageNet weights: pass a torchvision state-dict file as
 #: ``finetune_from`` to do the same (the recipe itself starts from random weights).
-PLACES_LT = dict(IMAGENET_LT, dataset="places_lt", model="resnet152", epochs=90, beta=TABLE5_BETA)
+PLACES_LT = dict(IMAGENET_LT, dataset="places_lt", model="resnet152", epochs=90, beta=TABLE5_BETA,
+                 beta_per_model={})
 
 RECIPES: dict[str, dict] = {
     "motivation": MOTIVATION,
@@ -101,6 +103,9 @@ def make_config(recipe: str, profile: str = "paper", **overrides) -> RunConfig:
         settings["milestones"] = tuple(sorted({max(1, round(m * scale)) for m in settings["milestones"]}))
         if settings.get("warmup_epochs"):
             settings["warmup_epochs"] = min(epochs - 1, settings["warmup_epochs"], max(1, round(settings["warmup_epochs"] * scale)))
+    beta_per_model = settings.pop("beta_per_model", {})
     settings.update(overrides)
+    if "beta" not in overrides and settings["model"] in beta_per_model:
+        settings["beta"] = beta_per_model[settings["model"]]
     settings["profile"] = profile
     return RunConfig(**settings).validate()

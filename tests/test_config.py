@@ -105,6 +105,9 @@ def test_large_scale_lt_recipes_follow_the_paper_and_its_cited_setup():
     assert betas[("resnet50", "am_mixup")] == 0.34 and betas[("resnet101", "am_mixup")] == 0.5
     assert betas[("resnet152", "am_mixup")] == 0.2 and len(betas) == 12
     assert {c.experiment for c in table5_configs("smoke")} == {"table5"}
+    assert make_config("imagenet_lt", model="resnet101").beta == 0.5  # the recipe follows the network
+    assert make_config("imagenet_lt", model="resnet101", beta=0.3).beta == 0.3
+    assert make_config("places_lt").beta == 0.1 and make_config("cifar_lt", dataset="cifar10_lt", imb_factor=10).beta == 0.34
 
 
 def test_new_fields_at_their_defaults_keep_earlier_run_ids():
