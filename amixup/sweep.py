@@ -98,18 +98,20 @@ def run_sweep(configs, results_dir, *, workers: int = 1, devices=None, progress:
     return [read_record(record_path(c, results_dir)) for c in configs]
 
 
-def submit_slurm(configs, results_dir, *, folder="slurm_logs", **slurm_parameters):
-    """Submit the pending runs as a SLURM job array with submitit (``pip install submitit``).
+def submit_slurm(configs, results_dir, *, folder="slurm_logs", cluster: str | None = None, **slurm_parameters):
+    """Submit the pending runs as a SLURM job array with submitit; returns the submitit jobs.
 
     ``slurm_parameters`` go to ``AutoExecutor.update_parameters`` (e.g. ``slurm_partition="gpu",
-    gpus_per_node=1, timeout_min=600``). Returns the submitit jobs.
+    gpus_per_node=1, timeout_min=600``). ``cluster`` is submitit's: None picks SLURM where it is
+    installed, ``"local"`` runs the jobs as local processes, ``"debug"`` in this process.
+    Resubmitting the same grid skips finished runs and resumes interrupted ones from their checkpoints.
     """
-    try:
-        import submitit
-    except ImportError as err:
-        raise ImportError("submit_slurm needs submitit: pip install submitit") from err
+    import submitit
+
     todo = pending(configs, results_dir)
-    executor = submitit.AutoExecutor(folder=folder)
+    if not todo:
+        return []
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
     executor.update_parameters(**slurm_parameters)
     with executor.batch():
         jobs = [executor.submit(train, c, str(results_dir), progress=False) for c in todo]
@@ -128,6 +130,10 @@ def main(argv=None) -> int:
     parser.add_argument("--results-dir", default="results/runs")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--devices", default=None, help="comma-separated devices the workers take in turn")
+    parser.add_argument("--slurm", action="append", default=[], metavar="PARAM=VALUE",
+                        help="submit to SLURM with submitit instead of running here, e.g. --slurm "
+                             "slurm_partition=gpu --slurm gpus_per_node=1 --slurm timeout_min=720")
+    parser.add_argument("--slurm-folder", default="slurm_logs", help="submitit's log folder")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # one run, as JSON (used by run_sweep)
     parser.add_argument("--threads", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -155,6 +161,11 @@ def main(argv=None) -> int:
                               **pairs(args.set, False))
     except (TypeError, ValueError) as err:
         parser.error(str(err))
+    if args.slurm:
+        jobs = submit_slurm(configs, args.results_dir, folder=args.slurm_folder, **pairs(args.slurm, False))
+        print(f"submitted {len(jobs)} runs ({len(configs) - len(jobs)} already finished): "
+              + ", ".join(str(job.job_id) for job in jobs))
+        return 0
     devices = args.devices.split(",") if args.devices else None
     records = run_sweep(configs, args.results_dir, workers=args.workers, devices=devices)
     for rec in records:

@@ -31,3 +31,15 @@ def test_a_failing_worker_is_reported(data_env, tmp_path):
     with pytest.raises(RuntimeError, match="runs failed"):
         sweep.run_sweep([bad, bad.__class__.from_dict({**bad.to_dict(), "seed": 1})], tmp_path, workers=2,
                         progress=False)
+
+
+def test_submitit_submission_trains_the_pending_runs_and_skips_them_after(data_env, tmp_path):
+    # the same code path as a SLURM cluster, with submitit's in-process "debug" executor
+    configs = sweep.expand_grid("motivation", "smoke", {"method": ["ce", "am_mixup"]}, seeds=(0,), **SMOKE)
+    jobs = sweep.submit_slurm(configs, tmp_path / "results", folder=tmp_path / "logs", cluster="debug",
+                              timeout_min=10)
+    assert len(jobs) == 2
+    records = [job.result() for job in jobs]
+    assert sorted(r["run_id"] for r in records) == sorted(c.run_id() for c in configs)
+    assert sweep.pending(configs, tmp_path / "results") == []
+    assert sweep.submit_slurm(configs, tmp_path / "results", folder=tmp_path / "logs", cluster="debug") == []
