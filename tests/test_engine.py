@@ -126,7 +126,6 @@ def test_killed_process_resumes_from_its_checkpoint(data_env, tmp_path):
         import time
         from amixup.config import RunConfig
         from amixup.engine import train
-from amixup.experiments import missing_report
         config = RunConfig.from_dict({config.to_dict()!r})
         train(config, {str(tmp_path / 'run')!r}, progress=False,
               on_epoch_end=lambda e, _: print('epoch', e, flush=True) or (e == 2 and time.sleep(600)))
