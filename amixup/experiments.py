@@ -131,7 +131,8 @@ def missing_report(configs, results_dir, *, check_data: bool = True):
         if record_path(config, results_dir).exists():
             continue
         ckpt = _checkpoint_path(results_dir, config.run_id())
-        done = torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"] if ckpt.exists() else 0
+        # mmap: only the epoch counter is read, not the weights and optimizer state
+        done = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)["epoch"] if ckpt.exists() else 0
         if done:
             status = f"running or interrupted: {done} of {config.epochs} epochs done (resumes from its checkpoint)"
         else:
