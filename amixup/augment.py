@@ -145,18 +145,22 @@ class TensorLoader:
     def __len__(self) -> int:
         return math.ceil(len(self.labels) / self.batch_size)
 
-    def __iter__(self):
+    def batch_indices(self):
+        """The index (a slice, or a tensor of shuffled indices) of each batch of one pass."""
         n = len(self.labels)
         order = torch.randperm(n, generator=self.shuffle_generator, device=self.device) if self.train else None
         for start in range(0, n, self.batch_size):
             if order is None:
-                x = self.images[start:start + self.batch_size]
-                y = self.labels[start:start + self.batch_size]
+                yield slice(start, start + self.batch_size)
             else:
                 idx = order[start:start + self.batch_size]
                 if self.world_size > 1:  # this process's share of the global batch
                     idx = torch.tensor_split(idx, self.world_size)[self.rank]
-                x, y = self.images[idx], self.labels[idx]
+                yield idx
+
+    def __iter__(self):
+        for idx in self.batch_indices():
+            x, y = self.images[idx], self.labels[idx]
             if self.augmentation == "resized_crop_flip":
                 x = (random_resized_crop_flip(x, self.crop_size, self.flip, self.generator) if self.train
                      else center_crop(x, self.crop_size))

@@ -17,7 +17,8 @@ AUGMENTATIONS = ("crop_flip", "resized_crop_flip")  # amixup.augment
 
 #: Fields added after records were first written: left out of the run id while at these
 #: defaults, so earlier records keep their ids.
-_DIGEST_OPTIONAL = {"precision": "fp32", "augmentation": "crop_flip", "crop_size": 224}
+_DIGEST_OPTIONAL = {"precision": "fp32", "augmentation": "crop_flip", "crop_size": 224, "cosine_t_max": None,
+                    "cache_frozen_features": True}
 
 
 def parse_value(text: str):
@@ -66,6 +67,8 @@ class RunConfig:
     milestones: tuple[int, ...] = (30, 60, 80)
     gamma: float = 0.2
     warmup_epochs: int = 0              # linear warm-up from lr/warmup_epochs (LDAM-DRW style)
+    cosine_t_max: int | None = None     # cosine period parameter in epochs (torch's CosineAnnealingLR T_max:
+                                        # lr reaches 0 after T_max epochs and rises again); None: anneal once over the run
     # evaluation
     split_convention: str = "counts"    # many/median/few by training counts or by class index
     many_threshold: int = 100           # counts convention: many if count > many_threshold
@@ -74,6 +77,8 @@ class RunConfig:
     # transfer
     finetune_from: str | None = None    # run id (or checkpoint path) whose encoder is reused
     freeze_encoder: bool = False
+    cache_frozen_features: bool = True  # frozen encoder, no augmentation, no mixing: encode the images once and
+                                        # train the head on the stored features (same result, far faster)
     # run
     seed: int = 0
     device: str = "auto"
@@ -154,6 +159,8 @@ class RunConfig:
             raise ValueError(f"gamma must lie in (0, 1], got {self.gamma!r}")
         if self.warmup_epochs < 0 or self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
             raise ValueError(f"warmup_epochs must lie in [0, epochs={self.epochs}), got {self.warmup_epochs!r}")
+        if self.cosine_t_max is not None and int(self.cosine_t_max) < 1:
+            raise ValueError(f"cosine_t_max must be None or >= 1 epoch, got {self.cosine_t_max!r}")
         if list(self.milestones) != sorted(self.milestones) or any(m < 1 for m in self.milestones):
             raise ValueError(f"milestones must be increasing positive epochs, got {list(self.milestones)}")
         if not (self.device in ("auto", "cpu", "cuda", "mps") or str(self.device).startswith("cuda:")):

@@ -43,12 +43,14 @@ def resolve_device(name: str) -> torch.device:
 
 def learning_rate(config: RunConfig, epoch: int) -> float:
     """The lr of 0-based ``epoch``: linear warm-up (``lr * (e+1) / warmup``, LDAM-DRW), then
-    step decay by ``gamma`` at each milestone, or cosine annealing to zero."""
+    step decay by ``gamma`` at each milestone, or cosine annealing: ``lr (1 + cos(pi e / T_max)) / 2``
+    with torch's ``CosineAnnealingLR`` semantics (zero at ``T_max``, back at ``lr`` at ``2 T_max``;
+    ``T_max`` = the epochs after warm-up unless ``cosine_t_max`` is given)."""
     if epoch < config.warmup_epochs:
         return config.lr * (epoch + 1) / config.warmup_epochs
     if config.lr_schedule == "cosine":
-        t = (epoch - config.warmup_epochs) / max(1, config.epochs - config.warmup_epochs)
-        return 0.5 * config.lr * (1.0 + math.cos(math.pi * t))
+        t_max = config.cosine_t_max or max(1, config.epochs - config.warmup_epochs)
+        return 0.5 * config.lr * (1.0 + math.cos(math.pi * (epoch - config.warmup_epochs) / t_max))
     return config.lr * config.gamma ** sum(epoch >= m for m in config.milestones)
 
 
@@ -103,6 +105,29 @@ def _frozen_batchnorm_stats(model: nn.Module):
 def _autocast(device: torch.device, precision: str):
     """bf16 autocast for ``precision="bf16"``, a no-op context for fp32."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+@torch.inference_mode()
+def encode(model: SplitModel, loader: TensorLoader, autocast=contextlib.nullcontext()) -> torch.Tensor:
+    """Encoder features (float32) of a whole un-augmented loader, in eval mode."""
+    model.eval()
+    feats = []
+    for x, _ in loader:
+        with autocast:
+            feats.append(model.features(x).float())
+    return torch.cat(feats)
+
+
+@torch.inference_mode()
+def evaluate_features(model: SplitModel, feats: torch.Tensor, labels: torch.Tensor,
+                      autocast=contextlib.nullcontext(), batch_size: int = 512):
+    """:func:`evaluate` on stored features: the head's logits, the features and the labels."""
+    model.eval()
+    logits = []
+    for start in range(0, len(feats), batch_size):
+        with autocast:
+            logits.append(model.head(feats[start:start + batch_size]).float())
+    return torch.cat(logits), feats, labels
 
 
 @torch.inference_mode()
@@ -185,7 +210,8 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
     mean, std = datasets.NORMALIZATION[datasets.base_of(config.dataset)]
 
     torch.manual_seed(config.seed)
-    model = build_model(config.model, train_data.num_classes, train_data.images.shape[1])
+    input_size = config.crop_size if config.augmentation == "resized_crop_flip" else train_data.images.shape[-1]
+    model = build_model(config.model, train_data.num_classes, train_data.images.shape[1], input_size)
     encoder_source = None
     if config.finetune_from:
         encoder_source = _load_encoder(model, config.finetune_from, results_dir, "cpu")
@@ -224,6 +250,18 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
                           config.few_threshold)
     need_clean = spec.rate == "am" and config.train_acc_source == "clean"
     autocast = _autocast(device, config.precision)
+    batches, run_evaluation = train_loader, lambda: evaluate(model, test_loader, autocast)
+    if _uses_frozen_features(config, policy, distributed):
+        # the encoder is frozen, the batches unaugmented and unmixed: encode every image once
+        # and train the head on the stored features, in the order the image loader would draw
+        plain = dict(device=device, mean=mean, std=std, train=False, augmentation=config.augmentation,
+                     crop_size=config.crop_size)
+        train_feats = encode(model, TensorLoader(train_data.images, train_data.labels, 512, **plain), autocast)
+        test_feats = encode(model, TensorLoader(test_data.images, test_data.labels, 512, **plain), autocast)
+        train_labels, test_labels = train_loader.labels, test_loader.labels
+        batches = _FeatureBatches(train_loader, train_feats, train_labels)
+        forward = lambda z, layer, mix: (model.head(z), None)  # noqa: E731
+        run_evaluation = lambda: evaluate_features(model, test_feats, test_labels, autocast)  # noqa: E731
     provenance = code_provenance()  # the code this process loaded
 
     history: list[dict] = []
@@ -257,7 +295,7 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
         correct_clean = torch.zeros((), device=device, dtype=torch.long)
         n_seen, n_clean = 0, 0
         all_n = torch.zeros((), device=device)
-        for x, y in train_loader:
+        for x, y in batches:
             lam, layer = policy.draw(lam_epoch)
             with autocast:
                 if policy.mixes:
@@ -297,7 +335,7 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
         entry = {"epoch": epoch + 1, "lr": lr, "lambda": lam_epoch if spec.rate == "am" else None,
                  "train_loss": float(loss_sum) / n_seen, "train_acc_clean": acc_clean, "train_acc_mixed": acc_mixed}
         if main_process and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
-            evaluation = evaluate(model, test_loader, autocast)
+            evaluation = run_evaluation()
             logits, _, labels = evaluation
             split = split_accuracy(logits.argmax(1), labels, groups)
             entry.update({f"test_{k}": v for k, v in split.items()})
@@ -330,7 +368,7 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
     if not main_process:
         return ddp.broadcast_object(None)
     if evaluation is None:  # resumed from a checkpoint of the last epoch
-        evaluation = evaluate(model, test_loader, autocast)
+        evaluation = run_evaluation()
     record = _final_record(config, model, evaluation, train_data, test_data, groups, history, seconds,
                            device, encoder_source, provenance)
     record["data"]["full_train_counts"] = full_counts
@@ -339,6 +377,25 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
                                  "ranks_in_sync": in_sync}
     write_record(record, out_path, overwrite=overwrite)
     return ddp.broadcast_object(record)
+
+
+def _uses_frozen_features(config: RunConfig, policy: MixPolicy, distributed: bool) -> bool:
+    """Whether the head can be trained on features encoded once: a frozen encoder (eval mode, so
+    no dropout or BatchNorm updates), no augmentation, no mixing, one process."""
+    augments = config.augmentation != "crop_flip" or config.crop_padding > 0 or config.flip
+    return (config.freeze_encoder and config.cache_frozen_features and not augments and not policy.mixes
+            and not distributed)
+
+
+class _FeatureBatches:
+    """Batches of stored features in the order ``loader`` (a training TensorLoader) would draw its images."""
+
+    def __init__(self, loader: TensorLoader, feats: torch.Tensor, labels: torch.Tensor):
+        self.loader, self.feats, self.labels = loader, feats, labels
+
+    def __iter__(self):
+        for idx in self.loader.batch_indices():
+            yield self.feats[idx], self.labels[idx]
 
 
 def _parameters_in_sync(model: nn.Module) -> bool:

@@ -12,7 +12,8 @@ from pathlib import Path
 from .config import RunConfig
 from .engine import record_path, train
 from .records import read_record
-from .recipes import ABLATION_ROWS, TABLE4_BETA, TABLE5_BETA, make_config
+from .recipes import (ABLATION_ROWS, COARSE_TO_FINE_AUGMENTATION, FINE_OF_COARSE, TABLE4_BETA, TABLE5_BETA,
+                      make_config)
 
 METHODS = ("ce", "mixup", "manifold_mixup", "am_mixup")
 
@@ -47,6 +48,23 @@ def table1_configs(profile: str, methods=METHODS, seeds=(0,), beta: float = 0.34
                                experiment="table1", finetune_from=coarse.run_id(),
                                extra={"pretrain_method": m}, **overrides)
             pairs.append((coarse, fine))
+    return pairs
+
+
+def table6_configs(profile: str, methods=("ce", "mixup", "am_mixup"), seeds=(0,), beta: float = 0.34,
+                   device: str = "auto", datasets=tuple(FINE_OF_COARSE), **overrides) -> list[tuple[RunConfig, RunConfig]]:
+    """Table 6: (ViT pre-training on the coarse labels with the method, a new linear head on the fine
+    labels over the frozen encoder) pairs, per coarse dataset, method and seed."""
+    pairs = []
+    for d in datasets:
+        for m in methods:
+            for s in seeds:
+                coarse = make_config("coarse_to_fine", profile, dataset=d, method=m, seed=s, beta=beta, device=device,
+                                     experiment="table6_coarse", **{**COARSE_TO_FINE_AUGMENTATION[d], **overrides})
+                fine = make_config("coarse_to_fine_transfer", profile, dataset=FINE_OF_COARSE[d], seed=s,
+                                   device=device, experiment="table6", finetune_from=coarse.run_id(),
+                                   extra={"pretrain_method": m, "coarse_dataset": d}, **overrides)
+                pairs.append((coarse, fine))
     return pairs
 
 

@@ -11,6 +11,7 @@ New architectures plug in with :func:`register_model`.
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 import torch
@@ -30,10 +31,15 @@ def register_model(name: str):
     return add
 
 
-def build_model(name: str, num_classes: int, in_channels: int = 3) -> "SplitModel":
+def build_model(name: str, num_classes: int, in_channels: int = 3, image_size: int | None = None) -> "SplitModel":
+    """The registered model ``name``; ``image_size`` (the input's side) reaches the constructors that
+    take it (the ViT's position embedding depends on it), the others pool globally."""
     if name not in MODELS:
         raise ValueError(f"model must be one of {sorted(MODELS)}, got {name!r}")
-    return MODELS[name](num_classes=num_classes, in_channels=in_channels)
+    kwargs = {}
+    if image_size is not None and "image_size" in inspect.signature(MODELS[name]).parameters:
+        kwargs["image_size"] = int(image_size)
+    return MODELS[name](num_classes=num_classes, in_channels=in_channels, **kwargs)
 
 
 class SplitModel(nn.Module):
@@ -210,3 +216,116 @@ def resnet101(num_classes: int, in_channels: int = 3) -> SplitModel:
 def resnet152(num_classes: int, in_channels: int = 3) -> SplitModel:
     """torchvision ResNet-152 (see _torchvision_resnet), 2048-d feature."""
     return _torchvision_resnet(152, num_classes, in_channels)
+
+
+class FastDropout(nn.Module):
+    """Dropout with probability ``p`` (quantised to 1/65536) whose mask comes from 16-bit slices of
+    64-bit random integers: the same operation as ``nn.Dropout``, about 5x faster on a CPU, where
+    drawing one random number per element dominates a small ViT's step. Identity in eval mode."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        if not 0 <= p < 1:
+            raise ValueError(f"dropout must lie in [0, 1), got {p!r}")
+        self.p = float(p)
+        self.threshold = round(self.p * 65536) - 32768  # keep where the int16 slice >= threshold
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        n = x.numel()
+        bits = torch.randint(-2 ** 63, 2 ** 63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
+        keep = bits.view(torch.int16)[:n].view(x.shape) >= self.threshold
+        return x * keep * (1.0 / (1.0 - self.p))
+
+
+class _PatchEmbedding(nn.Module):
+    """Non-overlapping ``patch`` x ``patch`` patches -> linear embedding, a learned class token
+    prepended and a learned position embedding added (Dosovitskiy et al.'s ViT)."""
+
+    def __init__(self, in_channels: int, image_size: int, patch: int, dim: int, dropout: float):
+        super().__init__()
+        if image_size % patch:
+            raise ValueError(f"image_size {image_size} must be a multiple of the patch size {patch}")
+        self.proj = nn.Conv2d(in_channels, dim, patch, stride=patch)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.position = nn.Parameter(torch.zeros(1, (image_size // patch) ** 2 + 1, dim))
+        nn.init.trunc_normal_(self.position, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        self.dropout = FastDropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.proj(x).flatten(2).transpose(1, 2)            # [B, patches, dim]
+        tokens = torch.cat([self.cls_token.expand(len(tokens), -1, -1), tokens], dim=1)
+        return self.dropout(tokens + self.position)
+
+
+class _Attention(nn.Module):
+    """Multi-head self-attention, dropout on the attention weights and on the output."""
+
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"the embedding size {dim} must be a multiple of heads={heads}")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.attn_dropout = FastDropout(dropout)
+        self.dropout = FastDropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        weights = torch.softmax(q @ k.transpose(-2, -1) * (d // self.heads) ** -0.5, dim=-1)
+        mixed = self.attn_dropout(weights) @ v                        # [B, heads, T, d/heads]
+        return self.dropout(self.out(mixed.transpose(1, 2).reshape(b, t, d)))
+
+
+class _TransformerBlock(nn.Module):
+    """Pre-norm encoder block: x + MHSA(LN(x)), then x + MLP(LN(x)) with GELU."""
+
+    def __init__(self, dim: int, heads: int, mlp_dim: int, dropout: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attention = _Attention(dim, heads, dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), FastDropout(dropout),
+                                 nn.Linear(mlp_dim, dim), FastDropout(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attention(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class _ClassToken(nn.Module):
+    """Final LayerNorm and the class token's embedding: the encoder's feature."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x[:, 0])
+
+
+@register_model("vit")
+def vit(num_classes: int, in_channels: int = 3, image_size: int = 32, patch: int = 4, depth: int = 7,
+        heads: int = 8, mlp_dim: int = 256, dim: int = 128, dropout: float = 0.05) -> SplitModel:
+    """The coarse-to-fine encoder of Appendix A.3: a ViT with 4x4 patches, 7 pre-norm blocks of
+    8 heads (head size dim/heads = 16), MLP size 256, embedding 128, dropout 0.05.
+
+    Where the paper is silent (as its cited setup, Chen et al. 2022): a learned class token whose
+    final-LayerNorm embedding is the 128-d feature, learned position embeddings, GELU.
+    Stages: patch embedding, then one stage per block (the last with the final norm and the
+    class-token readout), so mixing layer 0 is the image and ``len(stages)`` the feature.
+    """
+    blocks = [_TransformerBlock(dim, heads, mlp_dim, dropout) for _ in range(depth)]
+    stages = [_PatchEmbedding(in_channels, image_size, patch, dim, dropout), *blocks[:-1],
+              nn.Sequential(blocks[-1], _ClassToken(dim))]
+    model = SplitModel(stages, nn.Linear(dim, num_classes))
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return model
