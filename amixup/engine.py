@@ -182,7 +182,7 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
     if config.augmentation == "resized_crop_flip" and config.crop_size > stored:
         raise ValueError(f"crop_size must be <= the stored image size {stored} of {config.dataset!r}, "
                          f"got {config.crop_size}")
-    mean, std = datasets.NORMALIZATION[datasets.base_of(config.dataset)]
+    mean, std = datasets.normalization(config.dataset)
 
     torch.manual_seed(config.seed)
     model = build_model(config.model, train_data.num_classes, train_data.images.shape[1])

@@ -23,6 +23,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+from . import data
 from .config import RunConfig, parse_value
 from .engine import record_path, train
 from .records import REPO_ROOT, read_record
@@ -72,6 +73,8 @@ def run_sweep(configs, results_dir, *, workers: int = 1, devices=None, progress:
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+        plugins = data.plugin_modules(c.dataset for c in todo)  # registered datasets reach the workers
+        env["AMIXUP_PLUGINS"] = ",".join(filter(None, [os.environ.get("AMIXUP_PLUGINS"), *plugins]))
 
         def launch(i, config):
             if devices:
