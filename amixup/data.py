@@ -147,7 +147,9 @@ def _write_cache(path: Path, payload: dict) -> None:
     os.close(fd)
     try:
         torch.save(payload, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache is an ordinary shared file
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp creates 0600; the cache is an ordinary file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

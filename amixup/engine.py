@@ -26,7 +26,7 @@ from .metrics import (alignment, class_groups, neighborhood_uniformity, per_clas
                       split_accuracy, uniformity)
 from .mixing import MixPolicy, mixup, random_permutation, resolve_spec
 from .models import SplitModel, build_model, from_torchvision_state
-from .records import atomic_write_bytes, code_provenance, environment, read_record, write_record
+from .records import CorruptFileError, atomic_write_bytes, code_provenance, environment, read_record, write_record
 from .schedule import AMScheduler
 
 DEFAULT_RESULTS_DIR = Path("results") / "runs"
@@ -136,13 +136,24 @@ def _save_checkpoint(path: Path, state: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def load_checkpoint(path: Path, map_location, **kwargs) -> dict:
+    """A checkpoint; ``CorruptFileError`` naming the file and what to do when it cannot be read."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True, **kwargs)
+    except Exception as exc:  # truncated zip, full disk, not a checkpoint: torch raises many kinds
+        raise CorruptFileError(
+            f"checkpoint {path} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            "it may be truncated (e.g. a disk that filled up). Delete it to restart this run from its first "
+            "epoch, or pass overwrite=True (--overwrite) to start over") from exc
+
+
 def _load_encoder(model: SplitModel, source: str, results_dir: Path, device) -> str:
     path = Path(source)
     if not path.exists():
         path = _checkpoint_path(results_dir, source)
     if not path.exists():
         raise FileNotFoundError(f"finetune_from={source!r}: no checkpoint at {source} or {path}")
-    state = torch.load(path, map_location=device, weights_only=True)
+    state = load_checkpoint(path, device)
     # an amixup checkpoint, or a plain torchvision ResNet state dict (e.g. ImageNet weights)
     state = state["model"] if "model" in state else from_torchvision_state(state)
     encoder = {k: v for k, v in state.items() if k.startswith("stages.")}
@@ -229,7 +240,7 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
     history: list[dict] = []
     start_epoch, seconds = 0, 0.0
     if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        state = load_checkpoint(ckpt_path, device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["am"])

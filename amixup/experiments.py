@@ -10,6 +10,7 @@ import ast
 from pathlib import Path
 
 from .config import RunConfig
+from .data import DataNotFoundError
 from .engine import record_path, train
 from .records import read_record
 from .recipes import ABLATION_ROWS, TABLE4_BETA, TABLE5_BETA, make_config
@@ -86,7 +87,8 @@ def table7_configs(profile: str, rows=tuple(ABLATION_ROWS), seeds=(0,), beta: fl
 
 
 def run_configs(configs, results_dir, *, progress: bool = True, train_missing: bool = True) -> list[dict]:
-    """Records of every config (or (pre-train, fine-tune) pair), training those not finished yet.
+    """Records of every config (or (pre-train, fine-tune) pair), training those not finished yet;
+    a run whose data is not here is skipped (:func:`missing_report` says so) and the others run.
 
     With ``train_missing=False`` nothing is trained: the records that exist are returned, so a
     table fills in as runs finish elsewhere (see :func:`missing_runs`).
@@ -99,8 +101,11 @@ def run_configs(configs, results_dir, *, progress: bool = True, train_missing: b
         return [read_record(p) for p in paths if p.exists()]
     records = []
     for item in tqdm(list(configs), desc="runs", disable=not progress):
-        for config in (item if isinstance(item, tuple) else (item,)):
-            record = train(config, results_dir, progress=progress)
+        try:
+            for config in (item if isinstance(item, tuple) else (item,)):
+                record = train(config, results_dir, progress=progress)
+        except DataNotFoundError:  # reported per run by missing_report; the other runs go on
+            continue
         records.append(record)
     return records
 
@@ -118,10 +123,10 @@ def missing_report(configs, results_dir, *, check_data: bool = True):
     "not started".
     """
     import pandas as pd
-    import torch
 
     from . import data
-    from .engine import _checkpoint_path
+    from .engine import _checkpoint_path, load_checkpoint
+    from .records import CorruptFileError
 
     results_dir = Path(results_dir)
     found: dict[str, str | None] = {}
@@ -132,7 +137,12 @@ def missing_report(configs, results_dir, *, check_data: bool = True):
             continue
         ckpt = _checkpoint_path(results_dir, config.run_id())
         # mmap: only the epoch counter is read, not the weights and optimizer state
-        done = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)["epoch"] if ckpt.exists() else 0
+        try:
+            done = load_checkpoint(ckpt, "cpu", mmap=True)["epoch"] if ckpt.exists() else 0
+        except CorruptFileError as err:
+            rows.append({"run_id": config.run_id(), "dataset": config.dataset, "epochs_done": None,
+                         "epochs": config.epochs, "status": f"checkpoint unreadable: {err}"})
+            continue
         if done:
             status = f"running or interrupted: {done} of {config.epochs} epochs done (resumes from its checkpoint)"
         else:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from . import data
 from .config import RunConfig, parse_value
-from .engine import record_path, train
+from .engine import record_path, resolve_device, train
 from .records import REPO_ROOT, read_record
 from .recipes import RECIPES, PROFILES, make_config
 
@@ -162,6 +162,9 @@ def main(argv=None) -> int:
         configs = expand_grid(args.recipe, args.profile, pairs(args.grid, True),
                               seeds=[int(s) for s in args.seeds.split(",")], experiment=args.experiment,
                               **pairs(args.set, False))
+        if not args.slurm:  # runs here: e.g. cuda without CUDA is a command-line error (not so for SLURM)
+            for device in (args.devices.split(",") if args.devices else sorted({c.device for c in configs})):
+                resolve_device(device)
     except (TypeError, ValueError) as err:
         parser.error(str(err))
     if args.slurm:
