@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from . import data as datasets
 from . import distributed as ddp
+from . import progress as progress_bars
 from .augment import TensorLoader
 from .config import RunConfig
 from .metrics import (alignment, class_groups, neighborhood_uniformity, per_class_accuracy,
@@ -253,7 +254,8 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
 
     evaluation = None
     bar = tqdm(range(start_epoch, config.epochs), desc=run_id, initial=start_epoch, total=config.epochs,
-               disable=not (progress and main_process), leave=False, mininterval=2.0)
+               disable=not (progress_bars.enabled(progress) and main_process), leave=False, mininterval=2.0,
+               file=progress_bars.stream(), unit="epoch")
     for epoch in bar:
         t0 = time.perf_counter()
         lr = learning_rate(config, epoch)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from . import progress as progress_bars
 from .config import RunConfig
 from .data import DataNotFoundError
 from .engine import record_path, train
@@ -100,7 +101,8 @@ def run_configs(configs, results_dir, *, progress: bool = True, train_missing: b
         paths = [record_path(_final(item), results_dir) for item in configs]
         return [read_record(p) for p in paths if p.exists()]
     records = []
-    for item in tqdm(list(configs), desc="runs", disable=not progress):
+    for item in tqdm(list(configs), desc="runs", disable=not progress_bars.enabled(progress),
+                     file=progress_bars.stream(), unit="run"):
         try:
             for config in (item if isinstance(item, tuple) else (item,)):
                 record = train(config, results_dir, progress=progress)

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from . import data
+from . import progress as progress_bars
 from .config import RunConfig, parse_value
 from .engine import record_path, resolve_device, train
 from .records import REPO_ROOT, read_record
@@ -65,7 +66,7 @@ def run_sweep(configs, results_dir, *, workers: int = 1, devices=None, progress:
     results_dir = Path(results_dir)
     todo = pending(configs, results_dir)
     bar = tqdm(total=len(configs), initial=len(configs) - len(todo), desc="sweep", unit="run",
-               disable=not progress)
+               disable=not progress_bars.enabled(progress), file=progress_bars.stream())
     if workers == 1:
         for config in todo:
             train(config, results_dir, progress=progress)

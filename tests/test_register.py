@@ -197,3 +197,15 @@ def test_plugin_modules_reach_other_processes(tmp_path, monkeypatch):
     D._MODULES["plugin_blobs"] = "__main__"
     with pytest.raises(ValueError, match="worker processes cannot import"):
         D.plugin_modules(["plugin_blobs"])
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (3, 64, 64)])
+@pytest.mark.parametrize("model", ["cnn_vis2d", "resnet32"])
+def test_models_take_channels_and_size_from_the_data(model, shape):
+    from amixup.models import build_model
+
+    net = build_model(model, num_classes=5, in_channels=shape[0])
+    x = torch.randn(2, *shape)
+    assert net(x).shape == (2, 5)
+    logits, _ = net.forward_mixed(x, 1, lambda h: h.flip(0))
+    assert logits.shape == (2, 5)
