@@ -16,7 +16,8 @@ import sys
 from . import data
 from . import distributed as ddp
 from .config import parse_value
-from .engine import DEFAULT_RESULTS_DIR, train
+from .engine import DEFAULT_RESULTS_DIR, resolve_device, train
+from .records import CorruptFileError
 from .recipes import PROFILES, RECIPES, make_config
 
 
@@ -57,9 +58,13 @@ def main(argv=None) -> int:
     try:
         config = make_config(args.recipe, args.profile, method=args.method, seed=args.seed,
                              experiment=args.experiment, **overrides)
+        resolve_device(config.device)  # e.g. device=cuda without CUDA: a command-line error
     except (TypeError, ValueError) as err:
         parser.error(str(err))
-    record = train(config, args.results_dir, overwrite=args.overwrite)
+    try:
+        record = train(config, args.results_dir, overwrite=args.overwrite)
+    except (CorruptFileError, data.DataNotFoundError, data.DataCorruptError) as err:
+        parser.exit(1, f"{parser.prog}: error: {err}\n")
     if ddp.rank() == 0:
         print(json.dumps({"run_id": record["run_id"], **record["metrics"]["last"],
                           "best": record["metrics"]["best"]}, indent=1))

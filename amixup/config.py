@@ -6,6 +6,8 @@ import ast
 import dataclasses
 import hashlib
 import json
+import numbers
+import re
 from dataclasses import dataclass, field
 
 SPLIT_CONVENTIONS = ("counts", "index")
@@ -27,6 +29,48 @@ def parse_value(text: str):
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
         return text
+
+
+def _file_safe(name: str) -> str:
+    """A dataset name usable in a file name (``imagefolder:/data/x`` -> ``imagefolder_data_x``); the
+    built-in names are returned unchanged, and the run id's digest keeps full names apart."""
+    safe = re.sub(r"[^A-Za-z0-9_.]+", "_", str(name)).strip("_.")
+    return safe if len(safe) <= 40 else safe[:19] + "_" + safe[-20:]
+
+
+_TYPES = {"str": (str,), "int": (numbers.Integral,), "float": (numbers.Real,), "bool": (bool,),
+          "dict": (dict,), "None": (type(None),)}
+
+
+def _type_ok(value, annotation: str) -> bool:
+    for part in (a.strip() for a in annotation.split("|")):
+        if part.startswith("tuple["):
+            if isinstance(value, (tuple, list)) and all(_type_ok(v, "int") for v in value):
+                return True
+            continue
+        if part in ("int", "float") and isinstance(value, bool):
+            continue
+        if isinstance(value, _TYPES[part]):
+            return True
+    return False
+
+
+def _describe(annotation: str) -> str:
+    words = {"str": "text", "int": "an integer", "float": "a number", "bool": "True or False",
+             "dict": "a dict", "None": "None"}
+    return " or ".join("a list of integers" if a.strip().startswith("tuple[") else words[a.strip()]
+                       for a in annotation.split("|"))
+
+
+def check_types(config) -> None:
+    """Raise ``ValueError`` naming every field whose value has the wrong type, what it got and what it takes."""
+    bad = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if not _type_ok(value, str(f.type)):
+            bad.append(f"{f.name} must be {_describe(str(f.type))}, got {value!r} ({type(value).__name__})")
+    if bad:
+        raise ValueError("; ".join(bad))
 
 
 @dataclass
@@ -111,7 +155,7 @@ class RunConfig:
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
 
     def run_id(self) -> str:
-        return f"{self.experiment}-{self.dataset}-{self.model}-{self.method}-s{self.seed}-{self.digest()}"
+        return f"{self.experiment}-{_file_safe(self.dataset)}-{self.model}-{self.method}-s{self.seed}-{self.digest()}"
 
     def validate(self) -> "RunConfig":
         """Raise ``ValueError`` naming the parameter and its allowed values; return self."""
@@ -121,7 +165,11 @@ class RunConfig:
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
 
-        one_of("dataset", self.dataset, sorted(data.DATASETS))
+        check_types(self)
+        try:
+            spec = data.dataset_spec(self.dataset)
+        except ValueError as err:
+            raise ValueError(f"dataset {str(err).removeprefix('name ')}") from None
         one_of("model", self.model, sorted(models.MODELS))
         mix = mixing.resolve_spec(self.method, self.rate, self.one_sided, self.last_layer)
         one_of("train_acc_source", self.train_acc_source, TRAIN_ACC_SOURCES)
@@ -134,7 +182,6 @@ class RunConfig:
             raise ValueError(f"crop_size must be >= 1, got {self.crop_size!r}")
         if self.imb_factor is not None and not self.imb_factor >= 1:
             raise ValueError(f"imb_factor must be >= 1 (n_max / n_min), got {self.imb_factor!r}")
-        spec = data.DATASETS[self.dataset]
         if self.imb_factor is not None and not spec.longtail:
             raise ValueError(f"imb_factor applies to the subsampled long-tailed datasets "
                              f"{sorted(k for k, v in data.DATASETS.items() if v.longtail)} only, not {self.dataset!r}")

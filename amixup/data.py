@@ -147,7 +147,9 @@ def _write_cache(path: Path, payload: dict) -> None:
     os.close(fd)
     try:
         torch.save(payload, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache is an ordinary shared file
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp creates 0600; the cache is an ordinary file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -523,8 +525,8 @@ class DatasetSpec:
     """One entry of DATASETS: base dataset plus class selection, coarse relabelling and long tail."""
 
     base: str
-    num_classes: int
-    description: str
+    num_classes: int | None  # None: as many as the loader's class names (registered datasets)
+    description: str = ""
     keep_classes: tuple[int, ...] | None = None
     coarse: tuple[tuple[int, ...], tuple[str, ...]] | None = None  # (mapping, coarse class names)
     longtail: bool = False
@@ -562,9 +564,8 @@ DATASETS: dict[str, DatasetSpec] = {
 
 
 def base_of(name: str) -> str:
-    """Underlying dataset ("cifar10", "cifar100", "mnist", "imagenet_lt" or "places_lt") of a registry name."""
-    _check_choice("name", name, DATASETS)
-    return DATASETS[name].base
+    """Underlying dataset (e.g. "cifar10", "mnist", "imagenet_lt", or a registered one's name) of a registry name."""
+    return dataset_spec(name).base
 
 
 def _keep_classes(data: ImageData, keep: tuple[int, ...]) -> ImageData:
@@ -578,9 +579,8 @@ def _keep_classes(data: ImageData, keep: tuple[int, ...]) -> ImageData:
 def build_dataset(name: str, split: str, *, imb_factor: float | None = None, subsample_seed: int = 0,
                   download: bool = False) -> ImageData:
     """A registry dataset (see DATASETS); long-tailed variants subsample only the train split."""
-    _check_choice("name", name, DATASETS)
+    spec = dataset_spec(name)
     _check_choice("split", split, SPLITS)
-    spec = DATASETS[name]
     if spec.longtail:
         imb_factor = spec.default_imb if imb_factor is None else imb_factor
         if imb_factor is None:
@@ -598,3 +598,318 @@ def build_dataset(name: str, split: str, *, imb_factor: float | None = None, sub
     if spec.longtail and split == "train":
         data = longtail_subset(data, imb_factor, seed=subsample_seed)
     return data
+
+
+# --------------------------------------------------------------------------- your own datasets
+
+_BUILTIN = frozenset(DATASETS)
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+PATH_PREFIXES = ("imagefolder:", "torchvision:")
+
+
+def register_dataset(name: str, loader, *, description: str = "", normalization=None, keep_classes=None,
+                     coarse=None, longtail: bool = False, default_imb: float | None = None,
+                     replace: bool = False) -> DatasetSpec:
+    """Add ``name`` to DATASETS, usable wherever a built-in dataset is (configs, engine, sweeps, notebooks).
+
+    ``loader(split) -> ImageData`` for split "train" / "test" (uint8 [N, C, H, W] images, int64 labels
+    in [0, len(classes))); or the name of a dataset registered before, to add a variant of it.
+    ``normalization``: per-channel ((mean, ...), (std, ...)) in [0, 1] units; default computed from the
+    training images. Variants, as for the built-in datasets: ``keep_classes`` (class indices kept,
+    relabelled 0..k-1 in that order), ``coarse`` ((mapping, coarse class names)), ``longtail`` (the
+    training split subsampled to ``imb_factor``, default ``default_imb``; the test split kept).
+
+    Example::
+
+        data.register_dataset("blobs", load_blobs)
+        data.register_dataset("blobs_lt", "blobs", longtail=True, default_imb=10)
+    """
+    if not isinstance(name, str) or not name or not set(name) <= _NAME_CHARS:
+        raise ValueError(f"name must be lowercase letters, digits and '_', got {name!r}")
+    if name in _BUILTIN:
+        raise ValueError(f"name {name!r} is a built-in dataset; pick another name")
+    if name in DATASETS and not replace:
+        raise ValueError(f"name {name!r} is already registered ({DATASETS[name].description or 'no description'}); "
+                         "pick another name or pass replace=True")
+    return _register(name, loader, description=description, normalization=normalization,
+                     keep_classes=keep_classes, coarse=coarse, longtail=longtail, default_imb=default_imb)
+
+
+def _register(name, loader, *, description="", normalization=None, keep_classes=None, coarse=None,
+              longtail=False, default_imb=None) -> DatasetSpec:
+    if isinstance(loader, str):
+        base = dataset_spec(loader).base
+        if normalization is not None:
+            raise ValueError(f"normalization belongs to the base dataset {base!r}; register it there")
+    elif callable(loader):
+        base = name
+    else:
+        raise TypeError(f"loader must be a function loader(split) -> ImageData or a registered dataset name, "
+                        f"got {loader!r}")
+    if keep_classes is not None:
+        keep_classes = tuple(keep_classes)
+        if not keep_classes or any(not isinstance(k, int) or k < 0 for k in keep_classes) \
+                or len(set(keep_classes)) != len(keep_classes):
+            raise ValueError(f"keep_classes must be distinct class indices >= 0, got {keep_classes!r}")
+    if coarse is not None:
+        try:
+            mapping, names = (tuple(int(m) for m in coarse[0]), tuple(str(n) for n in coarse[1]))
+        except (TypeError, ValueError, IndexError) as exc:
+            raise ValueError(f"coarse must be (mapping, coarse class names), got {coarse!r}") from exc
+        if any(not 0 <= m < len(names) for m in mapping):
+            raise ValueError(f"coarse mapping values must lie in [0, {len(names) - 1}], got {list(mapping)}")
+        coarse = (mapping, names)
+    if not isinstance(longtail, bool):
+        raise TypeError(f"longtail must be True or False, got {longtail!r}")
+    if default_imb is not None and (not longtail or not default_imb >= 1):
+        raise ValueError(f"default_imb must be a number >= 1 and needs longtail=True, got {default_imb!r}")
+    if normalization is not None:
+        normalization = _check_normalization(name, normalization)
+    num_classes = len(coarse[1]) if coarse else len(keep_classes) if keep_classes else (
+        DATASETS[loader].num_classes if isinstance(loader, str) else None)
+    spec = DatasetSpec(base, num_classes, description or f"registered dataset {name}", keep_classes, coarse,
+                       longtail, default_imb)
+    if callable(loader):
+        _LOADERS[name] = _checked_loader(name, loader)
+        _MODULES[name] = getattr(loader, "__module__", None) if name == base and ":" not in name else None
+        NORMALIZATION.pop(name, None)
+        if normalization is not None:
+            NORMALIZATION[name] = normalization
+    DATASETS[name] = spec
+    return spec
+
+
+#: registered dataset -> the module defining its loader (imported by worker processes, see plugin_modules)
+_MODULES: dict[str, str | None] = {}
+
+
+def plugin_modules(names) -> list[str]:
+    """Modules another process must import (AMIXUP_PLUGINS) to see the registered datasets ``names``;
+    ``ValueError`` for a loader defined where no process can import it (a script's or notebook's __main__)."""
+    out = []
+    for name in names:
+        module = _MODULES.get(base_of(name))
+        if module in ("__main__", "builtins") or (module or "").startswith("__"):
+            raise ValueError(f"dataset {name!r} was registered with a loader defined in {module}, which worker "
+                             "processes cannot import: define it in a module and name that module in "
+                             "AMIXUP_PLUGINS, or run with workers=1")
+        if module and module not in out:
+            out.append(module)
+    return out
+
+
+def _check_normalization(name, value) -> tuple:
+    try:
+        mean, std = (tuple(float(v) for v in value[0]), tuple(float(v) for v in value[1]))
+    except (TypeError, ValueError, IndexError) as exc:
+        raise ValueError(f"normalization of {name!r} must be ((mean, ...), (std, ...)), got {value!r}") from exc
+    if len(mean) != len(std) or not mean or any(not s > 0 for s in std):
+        raise ValueError(f"normalization of {name!r} needs one mean and one std > 0 per channel, got {value!r}")
+    return mean, std
+
+
+def _checked_loader(name: str, loader) -> Callable[..., ImageData]:
+    """``loader`` with its output checked, so a malformed dataset fails with the problem named."""
+    def load(split: str, *, download: bool = False) -> ImageData:
+        data = loader(split)
+        where = f"loader of dataset {name!r} ({getattr(loader, '__name__', loader)!r}) for split {split!r}"
+        if not isinstance(data, ImageData):
+            raise TypeError(f"{where} must return amixup.data.ImageData, got {type(data).__name__}")
+        images, labels = data.images, data.labels
+        if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
+            got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
+            raise ValueError(f"{where}: images must be a uint8 tensor [N, C, H, W], got {got}")
+        if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or labels.is_floating_point():
+            raise ValueError(f"{where}: labels must be a 1-D integer tensor, got "
+                             f"{getattr(labels, 'dtype', type(labels).__name__)} {tuple(getattr(labels, 'shape', ()))}")
+        if len(labels) != len(images) or len(images) == 0:
+            raise ValueError(f"{where}: {len(images)} images but {len(labels)} labels (need as many, at least one)")
+        if not data.classes or not 0 <= int(labels.min()) <= int(labels.max()) < len(data.classes):
+            raise ValueError(f"{where}: labels must lie in [0, {len(data.classes)}) (one class name each), got "
+                             f"[{int(labels.min())}, {int(labels.max())}]")
+        return ImageData(images, labels.to(torch.int64), [str(c) for c in data.classes], data.source or name)
+    return load
+
+
+def normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel (mean, std) of a registry dataset; for a registered one without it, computed once
+    from its full training images."""
+    base = base_of(name)
+    if base not in NORMALIZATION:
+        images = _LOADERS[base]("train").images
+        pixels = images.transpose(0, 1).reshape(images.shape[1], -1)
+        mean = torch.stack([p.double().mean() for p in pixels]) / 255
+        std = torch.stack([p.double().std() for p in pixels]) / 255
+        NORMALIZATION[base] = (tuple(round(v, 6) for v in mean.tolist()),
+                               tuple(round(max(v, 1e-3), 6) for v in std.tolist()))
+    return NORMALIZATION[base]
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    """The DATASETS entry of ``name``; ``imagefolder:<path>`` and ``torchvision:<Class>[:<root>]`` names
+    are registered on first use, and the modules in AMIXUP_PLUGINS are imported before giving up."""
+    if isinstance(name, str) and name not in DATASETS and name.startswith(PATH_PREFIXES):
+        kind, _, rest = name.partition(":")
+        loader = imagefolder_loader(rest) if kind == "imagefolder" else torchvision_loader(*_split_tv(rest))
+        _register(name, loader, description=f"{kind} dataset {rest}")
+    if isinstance(name, str) and name not in DATASETS:
+        _import_plugins()
+    if name not in DATASETS:
+        raise ValueError(f"name must be one of {sorted(DATASETS)}, 'imagefolder:<path>', "
+                         f"'torchvision:<Class>[:<root>]' or a name added by register_dataset, got {name!r}")
+    return DATASETS[name]
+
+
+def _import_plugins() -> None:
+    import importlib
+
+    for module in filter(None, os.environ.get("AMIXUP_PLUGINS", "").split(",")):
+        importlib.import_module(module.strip())
+
+
+def _split_tv(rest: str) -> tuple[str, str | None]:
+    cls, _, root = rest.partition(":")
+    return cls, root or None
+
+
+def _stat_key(root: Path) -> str:
+    """A cache key changing with the files under ``root`` (paths, sizes, modification times)."""
+    import hashlib
+
+    h = hashlib.sha1(str(root.resolve()).encode())
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:12]
+
+
+def _cached(stem: str, build: Callable[[], dict]) -> dict:
+    path = cache_dir() / f"{stem}.pt"
+    if path.is_file():
+        return _read_cache(path)
+    payload = {"format": _CACHE_FORMAT, **build()}
+    _write_cache(path, payload)
+    return payload
+
+
+def _folder_classes(split_root: Path) -> list[str]:
+    classes = sorted(p.name for p in (split_root / "train").iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataCorruptError(f"{split_root / 'train'} has no class folders (train/<class>/*)")
+    return classes
+
+
+def _read_any_imagefolder(root: Path) -> dict:
+    """Both splits of an ImageFolder tree, classes from train/'s sub-folders, grayscale if the first image is."""
+    from torchvision.io import ImageReadMode
+
+    split_root = _find_split_root(root)
+    if split_root is None:
+        raise DataCorruptError(f"{root} has no train/ and test/ folders in ImageFolder layout "
+                               "(train/<class>/*, test/<class>/*)")
+    classes = _folder_classes(split_root)
+    first = next((f for f in sorted((split_root / "train" / classes[0]).iterdir()) if f.is_file()), None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        gray = first is not None and _decode_file(first, ImageReadMode.UNCHANGED).shape[0] == 1
+    mode = ImageReadMode.GRAY if gray else ImageReadMode.RGB
+    return {"classes": classes, **{s: _read_imagefolder_split(split_root / s, classes, mode) for s in SPLITS}}
+
+
+def imagefolder_loader(path) -> Callable[[str], ImageData]:
+    """Loader (for register_dataset) of an ImageFolder tree or .tar(.gz) archive ``train/<class>/*``,
+    ``test/<class>/*``; all images of one size; decoded once and cached in cache_dir()."""
+    root = Path(path).expanduser()
+
+    def load(split: str) -> ImageData:
+        _check_choice("split", split, SPLITS)
+        if not root.exists():
+            raise DataNotFoundError(f"ImageFolder dataset {root} not found: give a folder or .tar(.gz) archive "
+                                    "holding train/<class>/* and test/<class>/*")
+
+        def build():
+            if root.is_dir():
+                return {**_read_any_imagefolder(root), "source": f"imagefolder folder {root}"}
+            tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=cache_dir()))
+            try:
+                try:
+                    with tarfile.open(root, "r:*") as tf:
+                        tf.extractall(tmp, filter="data")
+                except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+                    raise DataCorruptError(f"archive {root} is corrupt, truncated or unsafe: {exc}") from exc
+                return {**_read_any_imagefolder(tmp), "source": f"imagefolder archive {root}"}
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+
+        payload = _cached(f"imagefolder-{root.name}-{_stat_key(root)}", build)
+        return _from_payload(payload, split, payload["source"])
+    return load
+
+
+def torchvision_loader(class_name: str, root=None) -> Callable[[str], ImageData]:
+    """Loader (for register_dataset) of a torchvision dataset class (e.g. "SVHN", "FashionMNIST") over the
+    files a user already has (never downloads): ``root`` given, or else looked for as <folder>/<name>,
+    <folder>/<name lowercased> and <folder> in search_paths(). Decoded once and cached."""
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, class_name, None)
+    if not isinstance(cls, type):
+        raise ValueError(f"torchvision:{class_name}: torchvision.datasets has no dataset class {class_name!r}")
+
+    def roots() -> list[Path]:
+        if root is not None:
+            return [Path(root).expanduser()]
+        return [p for base in search_paths() for p in (base / class_name, base / class_name.lower(), base)]
+
+    def make(r: Path, split: str):
+        import inspect
+
+        params = inspect.signature(cls).parameters
+        kw = {"train": split == "train"} if "train" in params else {"split": split} if "split" in params else {}
+        return cls(root=str(r), download=False, **kw) if "download" in params else cls(root=str(r), **kw)
+
+    def build():
+        errors = []
+        for r in roots():
+            try:
+                parts = {s: make(r, s) for s in SPLITS}
+            except (RuntimeError, OSError, ValueError) as exc:
+                errors.append(f"{r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+                continue
+            out = {s: _torchvision_arrays(ds) for s, ds in parts.items()}
+            classes = list(getattr(parts["train"], "classes", []) or [])
+            n = int(max(out["train"]["labels"].max(), out["test"]["labels"].max())) + 1
+            classes = [str(c) for c in classes] if len(classes) >= n else [str(c) for c in range(n)]
+            return {"classes": classes, "source": f"torchvision {class_name} files in {r}", **out}
+        raise DataNotFoundError(f"torchvision dataset {class_name} not found (no download is tried); looked in:\n  "
+                                + "\n  ".join(errors) + f"\nPut its files in one of these folders or name one: "
+                                f"'torchvision:{class_name}:/path/to/root'")
+
+    def load(split: str) -> ImageData:
+        _check_choice("split", split, SPLITS)
+        key = "-".join(str(p.resolve()) for p in roots())
+        import hashlib
+
+        payload = _cached(f"torchvision-{class_name}-{hashlib.sha1(key.encode()).hexdigest()[:12]}", build)
+        return _from_payload(payload, split, payload["source"])
+    return load
+
+
+def _torchvision_arrays(ds) -> dict:
+    """uint8 [N, C, H, W] images and int64 labels of a torchvision dataset (array fast path, else item by item)."""
+    raw = getattr(ds, "data", None)
+    labels = next((getattr(ds, k) for k in ("targets", "labels") if getattr(ds, k, None) is not None), None)
+    if raw is not None and labels is not None and hasattr(raw, "shape") and len(raw) == len(labels):
+        images = torch.as_tensor(np.asarray(raw))
+        if images.dtype == torch.uint8 and images.ndim in (3, 4):
+            if images.ndim == 3:
+                images = images.unsqueeze(1)
+            elif images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
+                images = images.permute(0, 3, 1, 2)
+            return _split_dict(images.contiguous(), torch.as_tensor(np.asarray(labels), dtype=torch.int64))
+    from torchvision.transforms.functional import pil_to_tensor
+
+    items = [ds[i] for i in range(len(ds))]
+    return _split_dict(torch.stack([pil_to_tensor(x) for x, _ in items]),
+                       torch.tensor([int(y) for _, y in items], dtype=torch.int64))

@@ -20,13 +20,14 @@ from tqdm import tqdm
 
 from . import data as datasets
 from . import distributed as ddp
+from . import progress as progress_bars
 from .augment import TensorLoader
 from .config import RunConfig
 from .metrics import (alignment, class_groups, neighborhood_uniformity, per_class_accuracy,
                       split_accuracy, uniformity)
 from .mixing import MixPolicy, mixup, random_permutation, resolve_spec
 from .models import SplitModel, build_model, from_torchvision_state
-from .records import atomic_write_bytes, code_provenance, environment, read_record, write_record
+from .records import CorruptFileError, atomic_write_bytes, code_provenance, environment, read_record, write_record
 from .schedule import AMScheduler
 
 DEFAULT_RESULTS_DIR = Path("results") / "runs"
@@ -161,13 +162,24 @@ def _save_checkpoint(path: Path, state: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def load_checkpoint(path: Path, map_location, **kwargs) -> dict:
+    """A checkpoint; ``CorruptFileError`` naming the file and what to do when it cannot be read."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True, **kwargs)
+    except Exception as exc:  # truncated zip, full disk, not a checkpoint: torch raises many kinds
+        raise CorruptFileError(
+            f"checkpoint {path} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            "it may be truncated (e.g. a disk that filled up). Delete it to restart this run from its first "
+            "epoch, or pass overwrite=True (--overwrite) to start over") from exc
+
+
 def _load_encoder(model: SplitModel, source: str, results_dir: Path, device) -> str:
     path = Path(source)
     if not path.exists():
         path = _checkpoint_path(results_dir, source)
     if not path.exists():
         raise FileNotFoundError(f"finetune_from={source!r}: no checkpoint at {source} or {path}")
-    state = torch.load(path, map_location=device, weights_only=True)
+    state = load_checkpoint(path, device)
     # an amixup checkpoint, or a plain torchvision ResNet state dict (e.g. ImageNet weights)
     state = state["model"] if "model" in state else from_torchvision_state(state)
     encoder = {k: v for k, v in state.items() if k.startswith("stages.")}
@@ -207,7 +219,7 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
     if config.augmentation == "resized_crop_flip" and config.crop_size > stored:
         raise ValueError(f"crop_size must be <= the stored image size {stored} of {config.dataset!r}, "
                          f"got {config.crop_size}")
-    mean, std = datasets.NORMALIZATION[datasets.base_of(config.dataset)]
+    mean, std = datasets.normalization(config.dataset)
 
     torch.manual_seed(config.seed)
     input_size = config.crop_size if config.augmentation == "resized_crop_flip" else train_data.images.shape[-1]
@@ -267,7 +279,7 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
     history: list[dict] = []
     start_epoch, seconds = 0, 0.0
     if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        state = load_checkpoint(ckpt_path, device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["am"])
@@ -280,7 +292,8 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
 
     evaluation = None
     bar = tqdm(range(start_epoch, config.epochs), desc=run_id, initial=start_epoch, total=config.epochs,
-               disable=not (progress and main_process), leave=False, mininterval=2.0)
+               disable=not (progress_bars.enabled(progress) and main_process), leave=False, mininterval=2.0,
+               file=progress_bars.stream(), unit="epoch")
     for epoch in bar:
         t0 = time.perf_counter()
         lr = learning_rate(config, epoch)

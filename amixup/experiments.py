@@ -9,7 +9,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from . import progress as progress_bars
 from .config import RunConfig
+from .data import DataNotFoundError
 from .engine import record_path, train
 from .records import read_record
 from .recipes import (ABLATION_ROWS, COARSE_TO_FINE_AUGMENTATION, FINE_OF_COARSE, TABLE4_BETA, TABLE5_BETA,
@@ -104,7 +106,8 @@ def table7_configs(profile: str, rows=tuple(ABLATION_ROWS), seeds=(0,), beta: fl
 
 
 def run_configs(configs, results_dir, *, progress: bool = True, train_missing: bool = True) -> list[dict]:
-    """Records of every config (or (pre-train, fine-tune) pair), training those not finished yet.
+    """Records of every config (or (pre-train, fine-tune) pair), training those not finished yet;
+    a run whose data is not here is skipped (:func:`missing_report` says so) and the others run.
 
     With ``train_missing=False`` nothing is trained: the records that exist are returned, so a
     table fills in as runs finish elsewhere (see :func:`missing_runs`).
@@ -116,9 +119,13 @@ def run_configs(configs, results_dir, *, progress: bool = True, train_missing: b
         paths = [record_path(_final(item), results_dir) for item in configs]
         return [read_record(p) for p in paths if p.exists()]
     records = []
-    for item in tqdm(list(configs), desc="runs", disable=not progress):
-        for config in (item if isinstance(item, tuple) else (item,)):
-            record = train(config, results_dir, progress=progress)
+    for item in tqdm(list(configs), desc="runs", disable=not progress_bars.enabled(progress),
+                     file=progress_bars.stream(), unit="run"):
+        try:
+            for config in (item if isinstance(item, tuple) else (item,)):
+                record = train(config, results_dir, progress=progress)
+        except DataNotFoundError:  # reported per run by missing_report; the other runs go on
+            continue
         records.append(record)
     return records
 
@@ -136,10 +143,10 @@ def missing_report(configs, results_dir, *, check_data: bool = True):
     "not started".
     """
     import pandas as pd
-    import torch
 
     from . import data
-    from .engine import _checkpoint_path
+    from .engine import _checkpoint_path, load_checkpoint
+    from .records import CorruptFileError
 
     results_dir = Path(results_dir)
     found: dict[str, str | None] = {}
@@ -150,7 +157,12 @@ def missing_report(configs, results_dir, *, check_data: bool = True):
             continue
         ckpt = _checkpoint_path(results_dir, config.run_id())
         # mmap: only the epoch counter is read, not the weights and optimizer state
-        done = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)["epoch"] if ckpt.exists() else 0
+        try:
+            done = load_checkpoint(ckpt, "cpu", mmap=True)["epoch"] if ckpt.exists() else 0
+        except CorruptFileError as err:
+            rows.append({"run_id": config.run_id(), "dataset": config.dataset, "epochs_done": None,
+                         "epochs": config.epochs, "status": f"checkpoint unreadable: {err}"})
+            continue
         if done:
             status = f"running or interrupted: {done} of {config.epochs} epochs done (resumes from its checkpoint)"
         else:

@@ -7,19 +7,32 @@ import os
 import platform
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+class CorruptFileError(RuntimeError):
+    """A record or checkpoint that cannot be read; the message names the file and what to do."""
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename it over ``path``."""
+    """Write to a temporary file beside ``path``, then rename it over ``path``; the file gets the
+    permissions an ordinary new file would (0666 less the umask), not mkstemp's 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -36,7 +49,13 @@ def write_record(record: dict, path, overwrite: bool = False) -> Path:
 
 
 def read_record(path) -> dict:
-    return json.loads(Path(path).read_text())
+    """A record; ``CorruptFileError`` naming the file when it is not valid JSON (e.g. truncated)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CorruptFileError(f"record {path} is corrupt or truncated ({exc}); delete it to run again, "
+                               "or pass overwrite=True (--overwrite) to replace it") from exc
 
 
 def load_records(results_dir, experiment: str | None = None) -> list[dict]:
@@ -45,7 +64,8 @@ def load_records(results_dir, experiment: str | None = None) -> list[dict]:
     for path in sorted(Path(results_dir).rglob("*.json")):
         try:
             rec = read_record(path)
-        except json.JSONDecodeError:
+        except CorruptFileError as err:
+            warnings.warn(str(err), stacklevel=2)
             continue
         if not isinstance(rec, dict) or "config" not in rec or "metrics" not in rec:
             continue

@@ -23,8 +23,10 @@ import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+from . import data
+from . import progress as progress_bars
 from .config import RunConfig, parse_value
-from .engine import record_path, train
+from .engine import record_path, resolve_device, train
 from .records import REPO_ROOT, read_record
 from .recipes import RECIPES, PROFILES, make_config
 
@@ -64,7 +66,7 @@ def run_sweep(configs, results_dir, *, workers: int = 1, devices=None, progress:
     results_dir = Path(results_dir)
     todo = pending(configs, results_dir)
     bar = tqdm(total=len(configs), initial=len(configs) - len(todo), desc="sweep", unit="run",
-               disable=not progress)
+               disable=not progress_bars.enabled(progress), file=progress_bars.stream())
     if workers == 1:
         for config in todo:
             train(config, results_dir, progress=progress)
@@ -72,6 +74,8 @@ def run_sweep(configs, results_dir, *, workers: int = 1, devices=None, progress:
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+        plugins = data.plugin_modules(c.dataset for c in todo)  # registered datasets reach the workers
+        env["AMIXUP_PLUGINS"] = ",".join(filter(None, [os.environ.get("AMIXUP_PLUGINS"), *plugins]))
 
         def launch(i, config):
             if devices:
@@ -159,6 +163,9 @@ def main(argv=None) -> int:
         configs = expand_grid(args.recipe, args.profile, pairs(args.grid, True),
                               seeds=[int(s) for s in args.seeds.split(",")], experiment=args.experiment,
                               **pairs(args.set, False))
+        if not args.slurm:  # runs here: e.g. cuda without CUDA is a command-line error (not so for SLURM)
+            for device in (args.devices.split(",") if args.devices else sorted({c.device for c in configs})):
+                resolve_device(device)
     except (TypeError, ValueError) as err:
         parser.error(str(err))
     if args.slurm:

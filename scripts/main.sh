@@ -8,6 +8,8 @@ OUT="results/01_motivation/$PROFILE"
 mkdir -p "$OUT"
 # Offline copies (AMIXUP_DATA_PATH, data/) are tried first; torchvision downloads CIFAR-10 otherwise.
 python -m amixup prepare cifar10 --download
-papermill notebooks/01_motivation.ipynb "$OUT/01_motivation.ipynb" -k python3 \
-  -p profile "$PROFILE" -p results_dir "$OUT" "$@"
+# The runs' progress (which run, epoch k of N, time left) goes to this terminal, not into the notebook.
+echo "running notebooks/01_motivation.ipynb ($PROFILE profile); progress below"
+AMIXUP_PROGRESS=terminal papermill notebooks/01_motivation.ipynb "$OUT/01_motivation.ipynb" -k python3 \
+  --no-progress-bar -p profile "$PROFILE" -p results_dir "$OUT" "$@"
 echo "done: $OUT"

@@ -1,0 +1,139 @@
+"""The edges a new user hits end in messages, not tracebacks; files honour the umask; missing data is per run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from pathlib import Path
+
+import papermill
+import pytest
+import torch
+
+from amixup import data as D
+from amixup import engine
+from amixup.__main__ import main as cli
+from amixup.engine import train
+from amixup.experiments import missing_report, run_configs
+from amixup.recipes import make_config
+from amixup.records import CorruptFileError, load_records
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    """A registered 8x8 two-class dataset (no files needed) and an empty data path; registry restored after."""
+    monkeypatch.setenv("AMIXUP_DATA_PATH", str(tmp_path / "no-data"))
+    monkeypatch.setenv("AMIXUP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(D, "REPO_DATA_DIR", tmp_path / "repo_data")
+    saved = (dict(D.DATASETS), dict(D._LOADERS), dict(D.NORMALIZATION))
+
+    def load(split):
+        gen = torch.Generator().manual_seed(int(split == "train"))
+        labels = torch.arange(40) % 2
+        images = (labels.view(-1, 1, 1, 1) * 100 + torch.randint(0, 50, (40, 3, 8, 8), generator=gen)).to(torch.uint8)
+        return D.ImageData(images, labels, ["x", "y"], "tiny")
+
+    D.register_dataset("tiny", load)
+    yield lambda **kw: make_config("motivation", "smoke", dataset="tiny", experiment="err", **{"epochs": 2, **kw})
+    for live, old in zip((D.DATASETS, D._LOADERS, D.NORMALIZATION), saved):
+        live.clear()
+        live.update(old)
+
+
+def test_wrong_types_are_named_before_any_data_is_loaded(monkeypatch, capsys):
+    monkeypatch.setattr(engine, "load_data", lambda *_: pytest.fail("data was loaded"))
+    with pytest.raises(SystemExit) as info:
+        cli(["train", "--profile", "smoke", "--set", "lr=abc", "--set", "epochs=2.5"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "lr must be a number, got 'abc' (str)" in err and "epochs must be an integer, got 2.5 (float)" in err
+    assert "Traceback" not in err
+    for field, value, takes in (("flip", 1, "True or False"), ("imb_factor", "10", "a number or None"),
+                                ("milestones", (1, "a"), "a list of integers"), ("train_subset", 1.5, "an integer or None")):
+        with pytest.raises(ValueError, match=re.escape(f"{field} must be {takes}, got {value!r}")):
+            make_config("motivation", "smoke", dataset="mini_cifar_lt" if field != "imb_factor" else "cifar10_lt",
+                        **{field: value})
+
+
+def test_cuda_device_without_cuda_is_a_command_line_error(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(engine, "load_data", lambda *_: pytest.fail("data was loaded"))
+    with pytest.raises(SystemExit) as info:
+        cli(["train", "--profile", "smoke", "--set", "device=cuda"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "CUDA is not available" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()[-1]) > 0 and err.count("error:") == 1
+
+
+def test_corrupt_checkpoint_names_the_file_and_is_kept(tiny, tmp_path, capsys):
+    config = tiny()
+    ckpt = tmp_path / "runs" / "checkpoints" / f"{config.run_id()}.pt"
+    ckpt.parent.mkdir(parents=True)
+    real = tmp_path / "real.pt"
+    torch.save({"epoch": 1, "model": {"w": torch.zeros(1000)}}, real)
+    ckpt.write_bytes(real.read_bytes()[:300])  # truncated, as by a full disk
+    with pytest.raises(CorruptFileError, match=f"checkpoint {ckpt} cannot be read.*Delete it.*--overwrite"):
+        train(config, tmp_path / "runs", progress=False)
+    assert ckpt.exists()  # nothing deleted silently
+    report = missing_report([config], tmp_path / "runs")
+    assert report["status"].iloc[0].startswith(f"checkpoint unreadable: checkpoint {ckpt}")
+    args = ["train", "--dataset", "tiny", "--profile", "smoke", "--method", "ce", "--experiment", "err",
+            "--set", "epochs=2", "--results-dir", str(tmp_path / "runs")]
+    config_cli = make_config("motivation", "smoke", dataset="tiny", method="ce", experiment="err", epochs=2)
+    (tmp_path / "runs" / "checkpoints" / f"{config_cli.run_id()}.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit) as info:
+        cli(args)
+    err = capsys.readouterr().err
+    assert info.value.code == 1 and "cannot be read" in err and "Traceback" not in err
+    assert cli(args + ["--overwrite"]) == 0  # the documented way out
+
+
+def test_corrupt_record_names_the_file(tiny, tmp_path):
+    config = tiny(epochs=1)
+    record = train(config, tmp_path, progress=False)
+    path = engine.record_path(config, tmp_path)
+    path.write_text(json.dumps(record)[:50])
+    with pytest.raises(CorruptFileError, match=f"record {path} is corrupt or truncated.*delete it"):
+        train(config, tmp_path, progress=False)
+    with pytest.warns(UserWarning, match=f"record {path} is corrupt"):
+        assert load_records(tmp_path) == []
+    assert path.exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_records_and_checkpoints_honour_the_umask(tiny, tmp_path, umask):
+    config = tiny(epochs=1)
+    old = os.umask(umask)
+    try:
+        train(config, tmp_path, progress=False)
+    finally:
+        os.umask(old)
+    expected = 0o666 & ~umask
+    ckpt = tmp_path / "checkpoints" / f"{config.run_id()}.pt"
+    for path in (engine.record_path(config, tmp_path), ckpt):
+        assert stat.S_IMODE(path.stat().st_mode) == expected, path
+
+
+def test_missing_data_is_reported_per_run_and_the_rest_runs(tiny, tmp_path):
+    absent = make_config("cifar_lt", "smoke", dataset="cifar100_lt", imb_factor=100, experiment="err", epochs=1)
+    here = tiny(epochs=1)
+    records = run_configs([absent, here], tmp_path, progress=False)
+    assert [r["run_id"] for r in records] == [here.run_id()]
+    report = missing_report([absent, here], tmp_path)
+    assert report["status"].tolist() == ["data not found: dataset 'cifar100' not found"]
+
+
+def test_notebook_04_smoke_profile_finishes_without_its_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("AMIXUP_DATA_PATH", str(tmp_path / "no-data"))
+    monkeypatch.setenv("AMIXUP_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "04.ipynb"
+    papermill.execute_notebook(str(NOTEBOOKS / "04_ablation.ipynb"), str(out), kernel_name="python3",
+                               parameters={"profile": "smoke", "rows": [6]}, progress_bar=False, cwd=str(NOTEBOOKS))
+    text = "".join(o.get("text", "") if isinstance(o.get("text", ""), str) else "".join(o["text"])
+                   for c in json.loads(out.read_text())["cells"] for o in c.get("outputs", []))
+    assert "no record yet" in text and "0 of 1 runs have a record" in text
+    assert "data not found: dataset 'cifar100' not found" in text
