@@ -68,6 +68,7 @@ def test_reencode_archive_keeps_names_and_layout_and_sets_the_quality(tmp_path):
     assert stats["jpegs"] == 10 and stats["other_files"] == 1 and stats["bytes_out"] < stats["bytes_in"]
     info = copy_quality(tmp_path / "tiny-q50.tar.gz")
     assert info["quality"] == 50 and info["exact"] == info["sampled"] == 10 and info["subsampling"] == "4:2:0"
+    assert copy_quality(src, sample=100, stride=3)["sampled"] == 4  # files 1, 4, 7, 10 of 10
     with tarfile.open(src) as a, tarfile.open(tmp_path / "tiny-q50.tar.gz") as b:
         assert sorted(m.name for m in a if m.isfile()) == sorted(m.name for m in b)
         img = Image.open(b.extractfile("copy/train/cat/0001.jpg"))
