@@ -127,4 +127,11 @@ def data_note(records) -> str:
     if any("lossy JPEG" in s for s in sources):
         note += ("\nThese images are a lossy JPEG re-encoding of CIFAR-10: accuracies run a little below "
                  "those on canonical CIFAR-10.")
+        from .jpegquality import located_copy_note
+
+        for s in sources:
+            if "lossy JPEG" in s:
+                measured = located_copy_note(s)
+                note += ("\nJPEG quality from the quantisation tables of "
+                         + (measured or f"{s}: not measured (the copy is not here)"))
     return note

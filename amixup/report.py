@@ -1,0 +1,506 @@
+"""One report of where the reproduction stands: every cell of the paper's Tables 1-8 beside our
+paper-profile runs, Welch t-tests from the summary statistics, the paper's claims tested on our
+records (paired over seeds), and the data-copy experiment.
+
+    python -m amixup.report            # writes results/REPORT.md, REPORT.csv, REPORT_claims.csv
+
+The output depends only on the run records, the paper's numbers and the "measured here" lines
+(located base data, the copy's JPEG quality), which the report states; CI regenerates it from the
+committed records with those lines and fails if the committed report differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .records import REPO_ROOT
+from .tables import ACCURACY, METHOD_ORDER, _text, records_frame
+
+LEVEL = 0.05  # two-sided significance level of every test here
+PAPER_PROFILE = "paper"
+METRICS = ACCURACY + ["alignment", "uniformity", "uniformity_k1"]
+SHARED_PAPER = REPO_ROOT.parent / "shared" / "paper" / "paper_results.csv"
+COMMITTED_PAPER = REPO_ROOT / "results" / "paper" / "paper_results.csv"
+OUTPUTS = ("REPORT.md", "REPORT.csv", "REPORT_claims.csv")
+DATA_COPY_DIR = "data_copy"  # records under results/data_copy/ feed the data-copy section only
+
+# our model / dataset names -> the paper CSV's (only where they differ)
+NETWORK_ALIASES = {"vit": "vit_small", "resnet50_cifar": "resnet50", "densenet_bc": "densenet_bc_k12"}
+DATASET_ALIASES: dict[str, str] = {}
+# base data each dataset is built from, for datasets the registry (amixup.data.DATASETS) does not know
+EXTRA_BASES = {"tiny_imagenet": "tiny_imagenet"}
+BASES = ("cifar10", "cifar100", "mnist", "tiny_imagenet", "imagenet_lt", "places_lt")
+CELL_KEYS = ["table", "dataset", "imb_factor", "network", "method", "beta", "source", "metric"]
+
+
+# --------------------------------------------------------------------------- inputs
+
+def paper_csv_path() -> Path:
+    """../shared/paper/paper_results.csv when present, else the committed copy (they are identical)."""
+    return SHARED_PAPER if SHARED_PAPER.is_file() else COMMITTED_PAPER
+
+
+def load_paper(path=None) -> pd.DataFrame:
+    paper = pd.read_csv(path or paper_csv_path())
+    paper["paper_n"] = paper["notes"].fillna("").str.extract(r"(\d+) seeds", expand=False).astype(float)
+    return paper
+
+
+def read_run_records(results_dir) -> list[tuple[str, dict]]:
+    """(path relative to results_dir, record) of every run record (run_id, config, metrics), sorted."""
+    out = []
+    for path in sorted(Path(results_dir).rglob("*.json")):
+        try:
+            rec = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(rec, dict) and {"run_id", "config", "metrics"} <= rec.keys():
+            out.append((path.relative_to(results_dir).as_posix(), rec))
+    return out
+
+
+def _base_of(dataset: str) -> str:
+    from .data import DATASETS
+
+    return DATASETS[dataset].base if dataset in DATASETS else EXTRA_BASES.get(dataset, dataset)
+
+
+def located_bases() -> list[str]:
+    """Base datasets with a copy here (prepared cache, ImageFolder tree/archive, torchvision files, or
+    an image root for the list datasets), found by name as amixup.data looks for them, without decoding."""
+    from . import data
+
+    found = []
+    for base in BASES:
+        if base in ("imagenet_lt", "places_lt"):
+            root = os.environ.get(f"AMIXUP_{base.upper()}_ROOT")
+            hit = bool(root) and Path(root).is_dir()
+        else:
+            cache = Path(os.environ.get("AMIXUP_CACHE_DIR") or data.REPO_DATA_DIR / "cache").expanduser()
+            names = [f"{base}-jpeg", base, f"{base}-jpeg.tar.gz", f"{base}.tar.gz", f"{base}-jpeg.tar",
+                     {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}.get(base, base)]
+            hit = (cache / f"{base}.pt").is_file() or any(
+                (folder / n).exists() for folder in data.search_paths() for n in names)
+        if hit:
+            found.append(base)
+    return found
+
+
+def measured_notes(records) -> list[str]:
+    """The JPEG quality of every lossy copy the records name, measured where the copy is here."""
+    from .jpegquality import located_copy_note
+
+    sources = sorted({_source(r) for r in records if "lossy JPEG" in r["data"]["source"]})
+    return [located_copy_note(s) or f"{s}: not here to measure" for s in sources]
+
+
+# --------------------------------------------------------------------------- our runs
+
+def _source(record) -> str:
+    """Where the images came from, whether this run read them through the prepared cache or not."""
+    return re.sub(r"^cache \S+ of ", "", record["data"]["source"])
+
+
+def _device(record) -> str:
+    env = record["environment"]
+    return env.get("device_name", env["device"]) if str(env.get("device", "")).startswith("cuda") else env["device"]
+
+
+def runs_frame(records) -> pd.DataFrame:
+    """tables.records_frame plus the paper's keys of each run (table, dataset, imb_factor, network)."""
+    frame = records_frame(records)
+    if frame.empty:
+        return frame
+    from .data import DATASETS
+
+    by_id = {r["run_id"]: r for r in records}
+    table = frame["experiment"].str.extract(r"^table(\d+)$", expand=False)
+    frame["table"] = pd.to_numeric(table).astype("Int64")
+    frame["paper_dataset"] = frame["dataset"].map(lambda d: DATASET_ALIASES.get(d, d))
+    frame["paper_network"] = frame["model"].map(lambda m: NETWORK_ALIASES.get(m, m))
+    implied = frame["dataset"].map(lambda d: DATASETS[d].default_imb if d in DATASETS else None)
+    frame["paper_imb"] = frame["imb_factor"].astype(float).fillna(implied.astype(float))
+    frame["data_source"] = frame["run_id"].map(lambda i: _source(by_id[i]))
+    frame["device"] = frame["run_id"].map(lambda i: _device(by_id[i]))
+    return frame
+
+
+def _matches(runs: pd.DataFrame, cell) -> pd.DataFrame:
+    """Our runs of a paper cell: same table, dataset, method, and imbalance / network / beta where the
+    paper's row states them."""
+    hit = runs[(runs["table"] == cell["table"]) & (runs["paper_dataset"] == cell["dataset"])
+               & (runs["method"] == cell["method"])]
+    if pd.notna(cell["imb_factor"]):
+        hit = hit[hit["paper_imb"].map(_text) == _text(float(cell["imb_factor"]))]
+    if pd.notna(cell["network"]):
+        hit = hit[hit["paper_network"] == cell["network"]]
+    if pd.notna(cell["beta"]):
+        hit = hit[np.isclose(hit["beta"].astype(float), float(cell["beta"]))]
+    return hit[hit[cell["metric"]].notna()] if cell["metric"] in hit else hit.iloc[:0]
+
+
+def _join(values) -> str:
+    return "; ".join(sorted({str(v) for v in values}))
+
+
+# --------------------------------------------------------------------------- statistics
+
+def welch(mean1, std1, n1, mean2, std2, n2) -> tuple[float, str]:
+    """(two-sided p, "within noise" / "differs" at LEVEL) of Welch's t-test from summary statistics
+    (side 1 ours, side 2 the paper's), or (nan, why not) when a side lacks a std or two seeds."""
+    why = ("paper gives no std" if pd.isna(std2) else "paper's seed count not stated" if pd.isna(n2)
+           else "one seed of ours" if pd.isna(n1) or n1 < 2 else "ours has no std" if pd.isna(std1)
+           else "the paper's seeds are fewer than 2" if n2 < 2 else "both std are 0" if std1 == 0 and std2 == 0
+           else None)
+    if why:
+        return math.nan, f"no test: {why}"
+    p = float(stats.ttest_ind_from_stats(mean1, std1, int(n1), mean2, std2, int(n2), equal_var=False).pvalue)
+    return p, "within noise" if p >= LEVEL else "differs"
+
+
+def paired(a: dict, b: dict) -> tuple[int, float, float]:
+    """(pairs, mean of a - b, two-sided p of scipy's ttest_rel) over the seeds both dicts hold
+    (seed -> value); p is nan below two pairs or when the differences have no spread."""
+    seeds = sorted(a.keys() & b.keys())
+    if not seeds:
+        return 0, math.nan, math.nan
+    x, y = np.array([a[s] for s in seeds]), np.array([b[s] for s in seeds])
+    diff = float(np.mean(x - y))
+    if len(seeds) < 2 or np.ptp(x - y) == 0:
+        return len(seeds), diff, math.nan
+    return len(seeds), diff, float(stats.ttest_rel(x, y).pvalue)
+
+
+# --------------------------------------------------------------------------- cells
+
+def cells(paper: pd.DataFrame, runs: pd.DataFrame, located) -> pd.DataFrame:
+    """One row per cell of the paper (a number of Tables 1-8): the paper's mean/std/seeds, ours from
+    paper-profile runs (mean, std, seeds, profile, precision, data source, device), difference, Welch test;
+    cells without paper-profile runs carry the reason (profile below paper, no data here, not run yet)."""
+    rows = []
+    for _, cell in paper.iterrows():
+        row = {k: cell[k] for k in CELL_KEYS} | {
+            "paper_mean": cell["mean"], "paper_std": cell["std"], "paper_n": cell["paper_n"]}
+        hit = _matches(runs, cell) if not runs.empty else runs
+        ours = hit[hit["profile"] == PAPER_PROFILE] if not hit.empty else hit
+        if len(ours):
+            values = ours[cell["metric"]].astype(float)
+            mean, std, n = values.mean(), values.std(ddof=1) if len(values) > 1 else math.nan, len(values)
+            p, verdict = welch(mean, std, n, cell["mean"], cell["std"], cell["paper_n"])
+            row |= {"ours_mean": mean, "ours_std": std, "ours_n": n, "seeds": _join(ours["seed"]),
+                    "diff": mean - cell["mean"], "p_welch": p, "status": verdict, "profile": PAPER_PROFILE,
+                    "precision": _join(ours["precision"]), "data_source": _join(ours["data_source"]),
+                    "device": _join(ours["device"])}
+        else:
+            base = _base_of(cell["dataset"])
+            if len(hit):
+                status = f"missing: profile below paper ({_join(hit['profile'])})"
+            elif base not in located:
+                status = "missing: no data here"
+            else:
+                status = "missing: not run yet"
+            row |= {"status": status, "profile": _join(hit["profile"]) if len(hit) else ""}
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    for col in ("ours_mean", "ours_std", "ours_n", "seeds", "diff", "p_welch", "precision", "data_source", "device"):
+        if col not in out:
+            out[col] = math.nan
+    for col in ("ours_n", "paper_n"):
+        out[col] = out[col].astype("Int64")
+    return out
+
+
+def shorter_profiles(paper: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Our runs below the paper profile that belong to a paper cell: mean/std/seeds per metric, not compared."""
+    if runs.empty:
+        return pd.DataFrame()
+    short = runs[(runs["profile"] != PAPER_PROFILE) & runs["table"].notna()]
+    keys = paper.drop_duplicates(["table", "dataset", "imb_factor", "network", "method", "beta", "metric"])
+    rows = []
+    for _, cell in keys.iterrows():
+        hit = _matches(short, cell)
+        for profile, part in hit.groupby("profile", sort=True):
+            values = part[cell["metric"]].astype(float)
+            rows.append({k: cell[k] for k in CELL_KEYS if k != "source"} | {
+                "profile": profile, "ours_mean": values.mean(),
+                "ours_std": values.std(ddof=1) if len(values) > 1 else math.nan, "ours_n": len(values),
+                "seeds": _join(part["seed"]), "precision": _join(part["precision"]),
+                "data_source": _join(part["data_source"]), "device": _join(part["device"])})
+    return pd.DataFrame(rows)
+
+
+def unmapped(paper: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs that no paper cell takes (e.g. the coarse pre-training stage of Tables 1 and 6), counted."""
+    if runs.empty:
+        return pd.DataFrame(columns=["experiment", "profile", "dataset", "runs"])
+    used = set()
+    for _, cell in paper.iterrows():
+        used |= set(_matches(runs, cell)["run_id"])
+    rest = runs[~runs["run_id"].isin(used)]
+    return (rest.groupby(["experiment", "profile", "dataset"]).size().rename("runs").reset_index()
+            .sort_values(["experiment", "profile", "dataset"]).reset_index(drop=True))
+
+
+# --------------------------------------------------------------------------- claims
+
+def _values(runs: pd.DataFrame, table, dataset, method, metric, imb=None) -> dict:
+    """seed -> metric of our paper-profile runs of a method (mean if a seed was run twice)."""
+    if runs.empty:
+        return {}
+    hit = runs[(runs["profile"] == PAPER_PROFILE) & (runs["table"] == table)
+               & (runs["paper_dataset"] == dataset) & (runs["method"] == method) & runs[metric].notna()]
+    if imb is not None:
+        hit = hit[hit["paper_imb"].map(_text) == _text(float(imb))]
+    return hit.groupby("seed")[metric].mean().to_dict()
+
+
+def _why_missing(runs, table, dataset, method, imb, located) -> str:
+    """Why a method has no paper-profile runs for a claim: profile below paper, no data here, not run yet."""
+    if not runs.empty:
+        hit = runs[(runs["table"] == table) & (runs["paper_dataset"] == dataset) & (runs["method"] == method)]
+        if imb is not None:
+            hit = hit[hit["paper_imb"].map(_text) == _text(float(imb))]
+        if len(hit):
+            return f"profile below paper ({_join(hit['profile'])})"
+    return "no data here" if _base_of(dataset) not in located else "not run yet"
+
+
+# (claim, table, dataset, imbalance or None, metric, winner, losers); "winner beats every loser"
+CLAIMS = [
+    ("AM-mixup has the best Few accuracy on Mini-CIFAR-LT", 2, "mini_cifar_lt", None, "acc_few",
+     "am_mixup", ("ce", "mixup", "manifold_mixup")),
+    *[(f"AM-mixup has the best Few accuracy on CIFAR-10-LT (imbalance {imb})", 3, "cifar10_lt", imb, "acc_few",
+       "am_mixup", ("ce", "mixup", "manifold_mixup")) for imb in (100, 50, 10)],
+    *[(f"AM-mixup beats mixup and manifold mixup overall on CIFAR-10-LT (imbalance {imb})", 3, "cifar10_lt", imb,
+       "acc_all", "am_mixup", ("mixup", "manifold_mixup")) for imb in (100, 50, 10)],
+    ("CE has the highest alignment in coarse-to-fine (Mini-CIFAR)", 1, "mini_cifar", None, "alignment",
+     "ce", ("mixup", "manifold_mixup", "am_mixup")),
+    ("CE transfers best in coarse-to-fine (Mini-CIFAR)", 1, "mini_cifar", None, "acc_all",
+     "ce", ("mixup", "manifold_mixup", "am_mixup")),
+    *[(f"CE transfers best in coarse-to-fine ({name}, ViT)", 6, ds, None, "acc_all", "ce", ("mixup", "am_mixup"))
+      for ds, name in (("mnist", "MNIST"), ("cifar10", "CIFAR-10"), ("cifar100", "CIFAR-100"))],
+    ("One-sided labels help: row 3 beats row 1 (all layers)", 7, "cifar100_lt", 100, "acc_all",
+     "ablation_row3", ("ablation_row1",)),
+    ("One-sided labels help: row 6 beats row 2 (last layer)", 7, "cifar100_lt", 100, "acc_all",
+     "ablation_row6", ("ablation_row2",)),
+]
+
+
+def _fmt(x, digits=2) -> str:
+    return "nan" if pd.isna(x) else f"{x:.{digits}f}"
+
+
+def _p(p) -> str:
+    return "n/a" if pd.isna(p) else f"{p:.3g}"
+
+
+def claims(runs: pd.DataFrame, located, claim_list=CLAIMS) -> pd.DataFrame:
+    """Each claim one row: the claim, its table, our evidence (means, paired differences over matching
+    seeds, ttest_rel p) and the verdict:
+    supported (winner ahead of every other, each paired test p < LEVEL); direction agrees, not significant;
+    contradicted (another ahead with p < LEVEL); not supported (another ahead, not significant);
+    not testable (a side has no paper-profile runs: why)."""
+    rows = []
+    for claim, table, dataset, imb, metric, winner, losers in claim_list:
+        digits = 2 if metric.startswith("acc") else 3
+        won = _values(runs, table, dataset, winner, metric, imb)
+        lost = {m: _values(runs, table, dataset, m, metric, imb) for m in losers}
+        empty = [m for m in (winner, *losers) if not (won if m == winner else lost[m])]
+        row = {"claim": claim, "table": table, "metric": metric}
+        if empty:
+            why = {m: _why_missing(runs, table, dataset, m, imb, located) for m in empty}
+            text = "; ".join(f"{', '.join(m for m in empty if why[m] == w)}: {w}" for w in sorted(set(why.values())))
+            rows.append(row | {"evidence": f"no paper-profile runs of {text}", "verdict": "not testable"})
+            continue
+        parts, ahead, significant, against = [f"{winner} {_fmt(np.mean(list(won.values())), digits)}"], True, True, False
+        for m in losers:
+            n, diff, p = paired(won, lost[m])
+            if n == 0:  # no matching seeds: compare means, no test
+                diff = np.mean(list(won.values())) - np.mean(list(lost[m].values()))
+            parts.append(f"vs {m} {_fmt(np.mean(list(lost[m].values())), digits)}: {diff:+.{digits}f} "
+                         f"({n} paired seed{'s' if n != 1 else ''}, p {_p(p)})")
+            ahead &= diff > 0
+            significant &= not pd.isna(p) and p < LEVEL
+            against |= diff < 0 and not pd.isna(p) and p < LEVEL
+        if ahead:
+            verdict = "supported" if significant else "direction agrees, not significant"
+        else:
+            verdict = "contradicted" if against else "not supported"
+        rows.append(row | {"evidence": "; ".join(parts), "verdict": verdict})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- data copy
+
+def data_copy(records_with_paths) -> pd.DataFrame:
+    """Runs under results/data_copy/ (config.extra.data_copy labels the copy: "original" or e.g. "q75"),
+    accuracy per dataset, method and copy, and each re-encoded copy's paired difference to the original."""
+    recs = [r for p, r in records_with_paths if p.startswith(DATA_COPY_DIR + "/")]
+    if not recs:
+        return pd.DataFrame()
+    runs = runs_frame(recs)
+    runs["copy"] = runs["run_id"].map({r["run_id"]: str(r["config"].get("extra", {}).get("data_copy", "?"))
+                                       for r in recs})
+    rows = []
+    for (dataset, imb, method), part in runs.groupby(["dataset", "paper_imb", "method"], sort=True, dropna=False):
+        original = part[part["copy"] == "original"].groupby("seed")["acc_all"].mean().to_dict()
+        for copy, sub in part.groupby("copy", sort=True):
+            values = sub["acc_all"].astype(float)
+            n, diff, p = paired(sub.groupby("seed")["acc_all"].mean().to_dict(), original) \
+                if copy != "original" else (0, math.nan, math.nan)
+            rows.append({"dataset": dataset, "imb_factor": imb, "method": method, "copy": copy,
+                         "acc_all_mean": values.mean(), "acc_all_std": values.std(ddof=1) if len(values) > 1 else math.nan,
+                         "runs": len(values), "paired_seeds": n, "diff_vs_original": diff, "p_ttest_rel": p,
+                         "data_source": _join(sub["data_source"])})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- output
+
+def _round(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype.kind == "f":
+            out[col] = out[col].map(lambda v: v if pd.isna(v) else float(f"{v:.4g}") if col.startswith("p_")
+                                    else round(float(v), 4))
+    return out
+
+
+def _md_table(frame: pd.DataFrame) -> str:
+    def cell(v, col):
+        if isinstance(v, (float, np.floating)):
+            if pd.isna(v):
+                return ""
+            return f"{v:.3g}" if col.startswith("p_") else f"{v:.4f}".rstrip("0").rstrip(".")
+        return "" if v is pd.NA else str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + " --- |" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v, c) for v, c in zip(row, frame.columns)) + " |"
+              for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _rank(method: str) -> int:
+    return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+
+
+def _order(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.assign(_m=frame["method"].map(lambda m: (_rank(m), m)))
+
+
+def _markdown(cell_rows, short, rest, claim_rows, copy_rows, located, notes) -> str:
+    status = cell_rows["status"].map(lambda s: s if s.startswith("missing") else "compared")
+    counts = pd.crosstab(cell_rows["table"], status)
+    counts.insert(0, "cells", counts.sum(axis=1))
+    tested = cell_rows["p_welch"].notna().sum()
+    out = [
+        "# Where the reproduction stands",
+        "",
+        "Generated by `python -m amixup.report` from the run records under `results/` and the paper's numbers "
+        "(`results/paper/paper_results.csv`). Do not edit: CI regenerates it from the committed records and fails "
+        "when it differs. Rows as CSV: `REPORT.csv` (cells), `REPORT_claims.csv` (claims).",
+        "",
+        "- Ours: runs at the `paper` profile only (shorter profiles are listed apart, not compared); accuracy is the "
+        "last epoch's (the records also hold the best epoch, not used here); std is the sample std over seeds.",
+        f"- Welch's t-test (`scipy.stats.ttest_ind_from_stats`, two-sided) where both sides have a std and at least "
+        f"2 seeds: \"within noise\" if p >= {LEVEL}, \"differs\" if p < {LEVEL}. The paper's seed counts are those "
+        "its captions state (Tables 3-7); Tables 1 and 2 give no std, Table 8 no seed count.",
+        f"- Claims: paired t-test over matching seeds (`scipy.stats.ttest_rel`, two-sided, level {LEVEL}).",
+        "- Measured here when generated (`python -m amixup.report` measures again; the CI check reuses these lines):",
+        f"  - base data located: {', '.join(located) or 'none'}",
+        *[f"  - data copy: {n}" for n in notes],
+        "",
+        f"## Cells by table ({len(cell_rows)} cells, {int((status == 'compared').sum())} with our paper-profile "
+        f"runs, {int(tested)} Welch-tested)",
+        "",
+        _md_table(counts.reset_index()),
+    ]
+    shown = ["dataset", "imb_factor", "network", "method", "beta", "source", "metric", "paper_mean", "paper_std",
+             "paper_n", "ours_mean", "ours_std", "ours_n", "diff", "p_welch", "status"]
+    for table, part in cell_rows.groupby("table", sort=True):
+        out += ["", f"## Table {table}", ""]
+        have = part[~part["status"].str.startswith("missing")]
+        if len(have):
+            out += [_md_table(have[shown]), ""]
+            prov = have[["precision", "data_source", "device", "seeds"]].drop_duplicates()
+            out += [f"Ours: precision {r.precision}; data {r.data_source}; device {r.device}; seeds {r.seeds}."
+                    for r in prov.itertuples()] + [""]
+        missing = part[part["status"].str.startswith("missing")]
+        if len(missing):
+            groups = missing.assign(imb=missing["imb_factor"].map(lambda v: "" if pd.isna(v) else f" imb {_text(v)}"),
+                                    net=missing["network"].fillna(""))
+            out.append("Missing:")
+            for (ds, imb, net, st), g in groups.groupby(["dataset", "imb", "net", "status"], sort=True):
+                methods = ", ".join(sorted(set(g["method"]), key=lambda m: (_rank(m), m)))
+                out.append(f"- {ds}{imb} {net}: {methods} ({len(g)} cells): {st.removeprefix('missing: ')}")
+    out += ["", "## Shorter profiles (not compared with the paper)", ""]
+    if short.empty:
+        out.append("none")
+    else:
+        out.append(_md_table(short[["table", "dataset", "imb_factor", "network", "method", "metric", "profile",
+                                    "ours_mean", "ours_std", "ours_n", "precision"]]))
+    out += ["", "## Runs that no paper cell takes", "", "none" if rest.empty else _md_table(rest)]
+    out += ["", "## The paper's claims on our runs", "", _md_table(claim_rows)]
+    out += ["", "## Data copy: does the JPEG re-encoding explain the CIFAR-10-LT gap?", ""]
+    out += [f"The CIFAR-10 copy here: {n}" for n in notes if "cifar10" in n] or ["The CIFAR-10 copy: not measured."]
+    out.append("")
+    if copy_rows.empty:
+        out += ["Not run yet. Runs on the copy and on a copy re-encoded once more "
+                "(`python -m amixup.jpegquality reencode cifar10-jpeg.tar.gz <dir>/cifar10-jpeg.tar.gz --quality Q`, "
+                "used with `AMIXUP_DATA_PATH=<dir>` and a separate `AMIXUP_CACHE_DIR`) go under `results/data_copy/` "
+                "with `extra.data_copy` set to `original` or `qQ`."]
+    else:
+        out.append(_md_table(copy_rows))
+    return "\n".join(out) + "\n"
+
+
+def build(results_dir, paper: pd.DataFrame, located, notes=None) -> dict[str, str]:
+    """The report's files (name -> text) from the records under results_dir."""
+    with_paths = read_run_records(results_dir)
+    records = [r for p, r in with_paths if not p.startswith(DATA_COPY_DIR + "/")]
+    runs = runs_frame(records)
+    notes = measured_notes(records) if notes is None else list(notes)
+    cell_rows = cells(paper, runs, located)
+    short, rest = shorter_profiles(paper, runs), unmapped(paper, runs)
+    claim_rows, copy_rows = claims(runs, located), data_copy(with_paths)
+    if not short.empty:
+        short = _order(short).sort_values(["table", "dataset", "imb_factor", "network", "_m", "metric", "profile"],
+                                          na_position="first").drop(columns="_m")
+    cell_rows, short, copy_rows = _round(cell_rows), _round(short), _round(copy_rows)
+    md = _markdown(cell_rows, short, rest, claim_rows, copy_rows, list(located), notes)
+    return {"REPORT.md": md, "REPORT.csv": cell_rows.to_csv(index=False, lineterminator="\n"),
+            "REPORT_claims.csv": claim_rows.to_csv(index=False, lineterminator="\n")}
+
+
+def stated_inputs(md: str) -> tuple[list[str], list[str]]:
+    """(located base data, data copy notes) as a REPORT.md states them."""
+    located = re.search(r"^  - base data located: (.*)$", md, re.M).group(1)
+    notes = re.findall(r"^  - data copy: (.*)$", md, re.M)
+    return ([] if located == "none" else located.split(", ")), notes
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m amixup.report", description=__doc__.split("\n")[0])
+    parser.add_argument("--results-dir", default=str(REPO_ROOT / "results"))
+    parser.add_argument("--out", default=None, help="folder for the report (default: the results dir)")
+    parser.add_argument("--paper", default=None, help="paper_results.csv (default: ../shared/paper, else results/paper)")
+    args = parser.parse_args(argv)
+    files = build(args.results_dir, load_paper(args.paper), located_bases())
+    out = Path(args.out or args.results_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (out / name).write_text(text)
+        print(out / name)
+
+
+if __name__ == "__main__":
+    main()
