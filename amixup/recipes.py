@@ -77,12 +77,12 @@ COARSE_TO_FINE = dict(
 #: Stage 2: the stage-1 encoder frozen (eval mode: no dropout), a new linear head on the fine labels
 #: with plain CE: AdamW lr 1e-3, no weight decay, cosine T_max 100 over 100 epochs, batch 128, no
 #: augmentation, so the images are encoded once and the head trains on the stored features
-#: (``cache_frozen_features``). The quick profile keeps all 100 epochs: they cost seconds.
+#: (``cache_frozen_features``). The quick profile keeps all 100 epochs (they cost seconds), smoke has 20.
 COARSE_TO_FINE_TRANSFER = dict(
     model="vit", epochs=100, batch_size=128, optimizer="adamw", lr=1e-3, weight_decay=0.0,
     lr_schedule="cosine", cosine_t_max=100, milestones=(), method="ce", freeze_encoder=True,
     crop_padding=0, flip=False,
-    profiles={"smoke": dict(cosine_t_max=2), "quick": dict(epochs=100)},
+    profiles={"smoke": dict(epochs=20, cosine_t_max=20), "quick": dict(epochs=100)},
 )
 
 #: Stage-1 augmentation per coarse dataset (the paper is silent; the CIFAR recipe of its cited setups:

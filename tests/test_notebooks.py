@@ -42,8 +42,9 @@ def test_notebook_01_smoke_writes_records_tables_and_figures(data_env, tmp_path)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.json")} == before
 
 
-def test_notebook_parameters_cell_is_tagged_and_uses_the_shared_names():
-    nb = json.loads((NOTEBOOKS / "01_motivation.ipynb").read_text())
+@pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")))
+def test_notebook_parameters_cell_is_tagged_and_uses_the_shared_names(name):
+    nb = json.loads((NOTEBOOKS / name).read_text())
     params = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(params) == 1
     source = "".join(params[0]["source"])
@@ -51,3 +52,29 @@ def test_notebook_parameters_cell_is_tagged_and_uses_the_shared_names():
         assert f"\n{name} =" in "\n" + source
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert all(c["execution_count"] is not None for c in code), "commit the notebook executed (nbval compares it)"
+
+
+def test_notebook_03_smoke_pretrains_transfers_and_tabulates(data_env, tmp_path):
+    out = tmp_path / "results"
+    params = {"profile": "smoke", "methods": ["ce", "am_mixup"], "seeds": [0], "results_dir": str(out),
+              "datasets": ["mnist_coarse", "cifar100_coarse"] if data_env["kind"] == "real" else ["cifar100_coarse"]}
+    papermill.execute_notebook(str(NOTEBOOKS / "03_coarse_to_fine.ipynb"), str(tmp_path / "03.ipynb"),
+                               kernel_name="python3", parameters=params, progress_bar=False, cwd=str(NOTEBOOKS))
+    executed = (tmp_path / "03.ipynb").read_text()
+    assert "data not found" in executed  # no CIFAR-100 copy here: reported per run, the notebook finishes
+    if data_env["kind"] != "real":
+        return
+    fine = sorted((out / "table6").glob("*.json"))
+    coarse = sorted((out / "table6_coarse").glob("*.json"))
+    assert len(fine) == len(coarse) == 2
+    rec = json.loads(fine[0].read_text())
+    assert rec["config"]["model"] == "vit" and rec["config"]["freeze_encoder"] and rec["config"]["dataset"] == "mnist"
+    assert rec["finetuned_from"].endswith(".pt") and len(rec["data"]["classes"]) == 10
+    t6 = pd.read_csv(out / "table6.csv")
+    assert set(t6["method"]) == {"ce", "am_mixup"} and set(t6["dataset"]) == {"mnist"}
+    assert t6.loc[t6.method == "am_mixup", "paper"].item() == 98.2 and t6["alignment_mean"].notna().all()
+    assert (out / "fig_table6.png").stat().st_size > 5_000
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.json")}
+    papermill.execute_notebook(str(NOTEBOOKS / "03_coarse_to_fine.ipynb"), str(tmp_path / "03b.ipynb"),
+                               kernel_name="python3", parameters=params, progress_bar=False, cwd=str(NOTEBOOKS))
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.json")} == before  # the second execution trains nothing
