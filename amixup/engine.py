@@ -43,12 +43,15 @@ def resolve_device(name: str) -> torch.device:
 
 def learning_rate(config: RunConfig, epoch: int) -> float:
     """The lr of 0-based ``epoch``: linear warm-up (``lr * (e+1) / warmup``, LDAM-DRW), then
-    step decay by ``gamma`` at each milestone, or cosine annealing to zero."""
+    step decay by ``gamma`` at each milestone, or cosine annealing to zero; ``lr_schedule="step"``
+    multiplies by ``gamma`` every ``step_size`` epochs."""
     if epoch < config.warmup_epochs:
         return config.lr * (epoch + 1) / config.warmup_epochs
     if config.lr_schedule == "cosine":
         t = (epoch - config.warmup_epochs) / max(1, config.epochs - config.warmup_epochs)
         return 0.5 * config.lr * (1.0 + math.cos(math.pi * t))
+    if config.lr_schedule == "step":  # StepLR: x gamma every step_size epochs, counted from epoch 0
+        return config.lr * config.gamma ** (epoch // config.step_size)
     return config.lr * config.gamma ** sum(epoch >= m for m in config.milestones)
 
 
