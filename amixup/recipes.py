@@ -66,9 +66,9 @@ PLACES_LT = dict(IMAGENET_LT, dataset="places_lt", model="resnet152", epochs=90,
 #: Appendix B.1 / Table 8: CE, mixup, manifold mixup and AM-mixup (beta 0.67) on CIFAR-10, CIFAR-100 and
 #: Tiny-ImageNet with the CIFAR-style VGG11, ResNet-50 and DenseNet-BC (k = 12) of amixup.models. The paper
 #: gives the lr schedules, epochs and (Tiny-ImageNet) batch size and weight decay; where it is silent we take
-#: the setups its schedules come from: on CIFAR-10 (lr 0.05 halved every 30 of 300 epochs) the VGG-CIFAR-10
-#: code of that schedule (batch 128, SGD momentum 0.9, weight decay 5e-4), on CIFAR-100 (lr 0.1 / 5 at 60,
-#: 120, 160 of 200 epochs) the CIFAR-100 code of that schedule (batch 128, momentum 0.9, weight decay 5e-4);
+#: the public code that has exactly its schedules: on CIFAR-10 (lr 0.05 halved every 30 of 300 epochs)
+#: pytorch-vgg-cifar10 (batch 128, SGD momentum 0.9, weight decay 5e-4), on CIFAR-100 (lr 0.1 / 5 at 60,
+#: 120, 160 of 200 epochs) pytorch-cifar100 (batch 128, momentum 0.9, weight decay 5e-4);
 #: augmentation RandomCrop(size, padding=4) + flip everywhere (on Tiny-ImageNet: 64-pixel crops, as in the
 #: manifold-mixup / PuzzleMix Tiny-ImageNet training), mixup alpha 1.0 as in the other recipes. All classes
 #: are balanced, so only overall accuracy is reported (every class falls in "many").

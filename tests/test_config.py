@@ -184,3 +184,19 @@ def test_short_profiles_scale_the_step_size():
         benchmark_recipe("cifar10", "resnet50")
     with pytest.raises(ValueError, match="dataset must be one of"):
         benchmark_recipe("cifar10_lt", "vgg11")
+
+
+def test_table8_configs_cover_datasets_networks_methods_seeds():
+    from amixup.experiments import table8_configs
+
+    runs = table8_configs("smoke", seeds=(0, 1))
+    assert len(runs) == 3 * 3 * 4 * 2 and {c.experiment for c in runs} == {"table8"}
+    assert {(c.dataset, c.model) for c in runs} == {(d, n) for d in ("cifar10", "cifar100", "tiny_imagenet")
+                                                     for n in ("vgg11", "resnet50_cifar", "densenet_bc")}
+    assert {c.beta for c in runs} == {0.67} and len({c.run_id() for c in runs}) == len(runs)
+    assert all(c.epochs == 2 and c.train_subset == 512 for c in runs)
+    dense = [c for c in runs if c.dataset == "tiny_imagenet" and c.model == "densenet_bc"]
+    assert {c.batch_size for c in dense} == {64}
+    one = table8_configs("paper", methods=["am_mixup"], datasets=["cifar10"], networks=["vgg11"], beta=0.5,
+                         precision="bf16")
+    assert [(c.method, c.beta, c.precision, c.epochs, c.step_size) for c in one] == [("am_mixup", 0.5, "bf16", 300, 30)]
