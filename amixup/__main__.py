@@ -24,8 +24,8 @@ from .recipes import PROFILES, RECIPES, make_config
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m amixup", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    prep = sub.add_parser("prepare", help="find, decode and cache datasets (cifar10, cifar100, mnist)")
-    prep.add_argument("datasets", nargs="+", choices=["cifar10", "cifar100", "mnist"])
+    prep = sub.add_parser("prepare", help="find, decode and cache datasets (cifar10, cifar100, mnist, tiny_imagenet)")
+    prep.add_argument("datasets", nargs="+", choices=["cifar10", "cifar100", "mnist", "tiny_imagenet"])
     prep.add_argument("--download", action="store_true", help="allow torchvision to download")
     run = sub.add_parser("train", help="train one run and write its record")
     run.add_argument("--recipe", default="motivation", choices=sorted(RECIPES))
@@ -41,7 +41,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "prepare":
-        loaders = {"cifar10": data.load_cifar10, "cifar100": data.load_cifar100, "mnist": data.load_mnist}
+        from .tinyimagenet import load_tiny_imagenet
+
+        loaders = {"cifar10": data.load_cifar10, "cifar100": data.load_cifar100, "mnist": data.load_mnist,
+                   "tiny_imagenet": load_tiny_imagenet}
         for name in args.datasets:
             d = loaders[name]("train", download=args.download)
             print(f"{name}: {len(d)} training images from {d.source}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 SPLIT_CONVENTIONS = ("counts", "index")
 TRAIN_ACC_SOURCES = ("clean", "mixed")
-LR_SCHEDULES = ("multistep", "cosine")
+LR_SCHEDULES = ("multistep", "cosine", "step")
 OPTIMIZERS = ("sgd", "adamw")
 PRECISIONS = ("fp32", "bf16")
 AUGMENTATIONS = ("crop_flip", "resized_crop_flip")  # amixup.augment
@@ -20,7 +20,7 @@ AUGMENTATIONS = ("crop_flip", "resized_crop_flip")  # amixup.augment
 #: Fields added after records were first written: left out of the run id while at these
 #: defaults, so earlier records keep their ids.
 _DIGEST_OPTIONAL = {"precision": "fp32", "augmentation": "crop_flip", "crop_size": 224, "cosine_t_max": None,
-                    "cache_frozen_features": True}
+                    "cache_frozen_features": True, "step_size": 0}
 
 
 def parse_value(text: str):
@@ -110,6 +110,7 @@ class RunConfig:
     lr_schedule: str = "multistep"
     milestones: tuple[int, ...] = (30, 60, 80)
     gamma: float = 0.2
+    step_size: int = 0                  # lr_schedule="step": lr x gamma every step_size epochs (0: unused)
     warmup_epochs: int = 0              # linear warm-up from lr/warmup_epochs (LDAM-DRW style)
     cosine_t_max: int | None = None     # cosine period parameter in epochs (torch's CosineAnnealingLR T_max:
                                         # lr reaches 0 after T_max epochs and rises again); None: anneal once over the run
@@ -208,6 +209,8 @@ class RunConfig:
             raise ValueError(f"warmup_epochs must lie in [0, epochs={self.epochs}), got {self.warmup_epochs!r}")
         if self.cosine_t_max is not None and int(self.cosine_t_max) < 1:
             raise ValueError(f"cosine_t_max must be None or >= 1 epoch, got {self.cosine_t_max!r}")
+        if self.lr_schedule == "step" and int(self.step_size) < 1:
+            raise ValueError(f"step_size must be >= 1 with lr_schedule='step', got {self.step_size!r}")
         if list(self.milestones) != sorted(self.milestones) or any(m < 1 for m in self.milestones):
             raise ValueError(f"milestones must be increasing positive epochs, got {list(self.milestones)}")
         if not (self.device in ("auto", "cpu", "cuda", "mps") or str(self.device).startswith("cuda:")):

@@ -67,6 +67,7 @@ NORMALIZATION = {
     "mnist": ((0.1307,), (0.3081,)),
     "imagenet_lt": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # ImageNet statistics
     "places_lt": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # ImageNet statistics, as usual for Places
+    "tiny_imagenet": ((0.4802, 0.4481, 0.3975), (0.2302, 0.2265, 0.2262)),  # Tiny-ImageNet training set
 }
 
 
@@ -489,6 +490,16 @@ _LOADERS = {"cifar10": load_cifar10, "cifar100": load_cifar100, "mnist": load_mn
             "imagenet_lt": _list_loader("imagenet_lt"), "places_lt": _list_loader("places_lt")}
 
 
+def _tiny_imagenet(split: str, *, download: bool = False) -> ImageData:
+    """Tiny-ImageNet from tiny-imagenet-200/ or its zip (see amixup.tinyimagenet)."""
+    from .tinyimagenet import load_tiny_imagenet
+
+    return load_tiny_imagenet(split, download=download)
+
+
+_LOADERS["tiny_imagenet"] = _tiny_imagenet
+
+
 # --------------------------------------------------------------------------- long tail
 
 def longtail_counts(n_max: int, num_classes: int, imb_factor: float) -> list[int]:
@@ -560,6 +571,8 @@ DATASETS: dict[str, DatasetSpec] = {
                                "per class; 50k test), images stored 256x256"),
     "places_lt": DatasetSpec("places_lt", 365, "Places-LT list files (5-4980 train images per class), "
                              "images stored 256x256"),
+    "tiny_imagenet": DatasetSpec("tiny_imagenet", 200, "Tiny-ImageNet, 200 classes, 64x64, 100k train / "
+                                 "10k val (the test set); see amixup.tinyimagenet"),
 }
 
 

@@ -46,12 +46,15 @@ def learning_rate(config: RunConfig, epoch: int) -> float:
     """The lr of 0-based ``epoch``: linear warm-up (``lr * (e+1) / warmup``, LDAM-DRW), then
     step decay by ``gamma`` at each milestone, or cosine annealing: ``lr (1 + cos(pi e / T_max)) / 2``
     with torch's ``CosineAnnealingLR`` semantics (zero at ``T_max``, back at ``lr`` at ``2 T_max``;
-    ``T_max`` = the epochs after warm-up unless ``cosine_t_max`` is given)."""
+    ``T_max`` = the epochs after warm-up unless ``cosine_t_max`` is given); ``lr_schedule="step"``
+    multiplies by ``gamma`` every ``step_size`` epochs."""
     if epoch < config.warmup_epochs:
         return config.lr * (epoch + 1) / config.warmup_epochs
     if config.lr_schedule == "cosine":
         t_max = config.cosine_t_max or max(1, config.epochs - config.warmup_epochs)
         return 0.5 * config.lr * (1.0 + math.cos(math.pi * (epoch - config.warmup_epochs) / t_max))
+    if config.lr_schedule == "step":  # StepLR: x gamma every step_size epochs, counted from epoch 0
+        return config.lr * config.gamma ** (epoch // config.step_size)
     return config.lr * config.gamma ** sum(epoch >= m for m in config.milestones)
 
 

@@ -15,7 +15,7 @@ from .data import DataNotFoundError
 from .engine import record_path, train
 from .records import read_record
 from .recipes import (ABLATION_ROWS, COARSE_TO_FINE_AUGMENTATION, FINE_OF_COARSE, TABLE4_BETA, TABLE5_BETA,
-                      make_config)
+                      TABLE8_BETA, TABLE8_DATASETS, TABLE8_NETWORKS, benchmark_recipe, make_config)
 
 METHODS = ("ce", "mixup", "manifold_mixup", "am_mixup")
 
@@ -103,6 +103,33 @@ def table7_configs(profile: str, rows=tuple(ABLATION_ROWS), seeds=(0,), beta: fl
                         beta=beta, device=device, experiment="table7", extra={"ablation_row": r},
                         **ABLATION_ROWS[r], **overrides)
             for r in rows for s in seeds]
+
+
+def table8_configs(profile: str, methods=METHODS, seeds=(0,), datasets=TABLE8_DATASETS,
+                   networks=tuple(TABLE8_NETWORKS), beta: float = TABLE8_BETA, device: str = "auto",
+                   **overrides) -> list[RunConfig]:
+    """Table 8: the image-classification benchmarks (CIFAR-10, CIFAR-100, Tiny-ImageNet) with VGG11,
+    ResNet-50 and DenseNet-BC, per dataset, network, method and seed; each (dataset, network) pair
+    has its recipe (``recipes.benchmark_recipe``). AM-mixup's beta is 0.67 as in the paper's table."""
+    return [make_config(benchmark_recipe(d, n), profile, dataset=d, model=n, method=m, seed=s, beta=beta,
+                        device=device, experiment="table8", **overrides)
+            for d in datasets for n in networks for m in methods for s in seeds]
+
+
+def data_available(configs) -> dict[str, str | None]:
+    """Per dataset of the configs: None if it can be loaded here, else why not (its first line)."""
+    from . import data
+
+    found: dict[str, str | None] = {}
+    for item in configs:
+        name = _final(item).dataset
+        if name not in found:
+            try:
+                data.build_dataset(name, "test", imb_factor=_final(item).imb_factor)
+                found[name] = None
+            except data.DataNotFoundError as err:
+                found[name] = str(err).splitlines()[0].split(". Places looked")[0]
+    return found
 
 
 def run_configs(configs, results_dir, *, progress: bool = True, train_missing: bool = True) -> list[dict]:

@@ -329,3 +329,127 @@ def vit(num_classes: int, in_channels: int = 3, image_size: int = 32, patch: int
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
     return model
+
+
+# --------------------------------------------------------------------------- Table 8 (CIFAR-style)
+#
+# The image-classification benchmarks of Appendix B.1 on 32x32 (CIFAR) and 64x64 (Tiny-ImageNet)
+# images: 3x3 stems without an initial max-pool and a global average pool before the linear head,
+# so one network works at both sizes. Manifold mixup mixes at the input, after stage 1 and after
+# stage 2, as for the ResNets above.
+
+def _init_cifar(model: nn.Module) -> nn.Module:
+    """Kaiming-normal (fan_out) convolutions, BatchNorm at 1 / 0, zero linear biases."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.zeros_(m.bias)
+    return model
+
+
+#: VGG11 (configuration "A" of Simonyan & Zisserman): 3x3 conv widths per block, each block ends in a 2x2 max-pool
+_VGG11_BLOCKS = ((64,), (128,), (256, 256), (512, 512), (512, 512))
+
+
+@register_model("vgg11")
+def vgg11(num_classes: int, in_channels: int = 3) -> SplitModel:
+    """VGG11 with batch normalisation for CIFAR-size images: five blocks of 3x3 conv-BN-ReLU layers
+    (64 | 128 | 256, 256 | 512, 512 | 512, 512), each followed by a 2x2 max-pool, then a global
+    average pool (1x1 at 32x32 input, 2x2 at 64x64) and one linear classifier on the 512-d feature.
+
+    Stages are the five blocks, so manifold mixup's layers (input, after stage 1, after stage 2)
+    are the input and the outputs of the 64- and 128-channel blocks.
+    """
+    blocks, cin = [], in_channels
+    for widths in _VGG11_BLOCKS:
+        layers = []
+        for width in widths:
+            layers += _conv_bn_relu(cin, width)
+            cin = width
+        blocks.append(nn.Sequential(*layers, nn.MaxPool2d(2)))
+    blocks[-1].extend([nn.AdaptiveAvgPool2d(1), nn.Flatten()])
+    return _init_cifar(SplitModel(blocks, nn.Linear(512, num_classes)))
+
+
+@register_model("resnet50_cifar")
+def resnet50_cifar(num_classes: int, in_channels: int = 3) -> SplitModel:
+    """ResNet-50 for CIFAR-size images: torchvision's bottleneck ResNet-50 (stages of 3, 4, 6, 3
+    blocks, 64-512 base widths, projection shortcuts, stride on the 3x3 conv) with the 7x7 stride-2
+    stem and the max-pool replaced by one 3x3 stride-1 conv, so a 32x32 input reaches layer4 at 4x4;
+    global average pool, 2048-d feature, linear head. Random init as torchvision's.
+
+    Stages: stem + layer1, layer2, layer3, layer4 + pool; manifold mixup's layers are input,
+    after layer1 and after layer2 (Verma et al.).
+    """
+    import torchvision
+
+    net = torchvision.models.resnet50(weights=None, num_classes=num_classes)
+    stem = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    nn.init.kaiming_normal_(stem.weight, mode="fan_out", nonlinearity="relu")
+    stages = [
+        nn.Sequential(stem, net.bn1, net.relu, net.layer1),
+        net.layer2,
+        net.layer3,
+        nn.Sequential(net.layer4, net.avgpool, nn.Flatten()),
+    ]
+    return SplitModel(stages, net.fc)
+
+
+class _DenseLayer(nn.Module):
+    """DenseNet-BC bottleneck layer: BN-ReLU-1x1 conv (4k) - BN-ReLU-3x3 conv (k), concatenated to its input."""
+
+    def __init__(self, cin: int, growth: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.BatchNorm2d(cin), nn.ReLU(inplace=True), nn.Conv2d(cin, 4 * growth, 1, bias=False),
+            nn.BatchNorm2d(4 * growth), nn.ReLU(inplace=True), nn.Conv2d(4 * growth, growth, 3, padding=1, bias=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, self.body(x)], 1)
+
+
+def _transition(cin: int, cout: int) -> nn.Sequential:
+    """DenseNet transition: BN-ReLU-1x1 conv (compression) - 2x2 average pool."""
+    return nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(inplace=True), nn.Conv2d(cin, cout, 1, bias=False),
+                         nn.AvgPool2d(2))
+
+
+def densenet_bc_model(num_classes: int, in_channels: int = 3, depth: int = 100, growth: int = 12,
+                      compression: float = 0.5) -> SplitModel:
+    """DenseNet-BC (Huang et al.) for CIFAR-size images: a 3x3 stem conv of 2k channels, three dense
+    blocks of (depth - 4) / 6 bottleneck layers with transitions that compress the channels by
+    ``compression`` and halve the resolution, then BN-ReLU, global average pool and a linear head.
+
+    Stages: stem + block 1 + transition 1, block 2 + transition 2, block 3 + BN-ReLU-pool; manifold
+    mixup's layers are input, after stage 1 and after stage 2.
+    """
+    if (depth - 4) % 6:
+        raise ValueError(f"DenseNet-BC depth must be 6n + 4, got {depth}")
+    n = (depth - 4) // 6
+    channels = 2 * growth
+    stages: list[nn.Module] = []
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, channels, 3, padding=1, bias=False)]
+    for block in range(3):
+        for _ in range(n):
+            layers.append(_DenseLayer(channels, growth))
+            channels += growth
+        if block < 2:
+            out = int(channels * compression)
+            layers.append(_transition(channels, out))
+            channels = out
+        else:
+            layers += [nn.BatchNorm2d(channels), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        stages.append(nn.Sequential(*layers))
+        layers = []
+    return _init_cifar(SplitModel(stages, nn.Linear(channels, num_classes)))
+
+
+@register_model("densenet_bc")
+def densenet_bc(num_classes: int, in_channels: int = 3) -> SplitModel:
+    """DenseNet-BC with depth 100, growth rate 12, compression 0.5 (342-d feature); see densenet_bc_model."""
+    return densenet_bc_model(num_classes, in_channels, depth=100, growth=12, compression=0.5)

@@ -121,3 +121,82 @@ def test_new_fields_at_their_defaults_keep_earlier_run_ids():
 def test_one_epoch_profiles_keep_warmup_below_the_epoch_count():
     c = make_config("cifar_lt", "paper", dataset="cifar10_lt", imb_factor=100, epochs=1)
     assert c.warmup_epochs == 0
+
+
+# --------------------------------------------------------------------------- Table 8 recipes and schedules
+
+def test_step_schedule_at_its_boundary_epochs():
+    c = RunConfig(lr_schedule="step", step_size=30, gamma=0.5, lr=0.05, epochs=300, milestones=())
+    lrs = [learning_rate(c, e) for e in (0, 29, 30, 59, 60, 89, 90, 269, 270, 299)]
+    assert lrs == pytest.approx([0.05, 0.05, 0.025, 0.025, 0.0125, 0.0125, 0.00625, 0.05 / 2 ** 8,
+                                 0.05 / 2 ** 9, 0.05 / 2 ** 9])
+    with pytest.raises(ValueError, match="step_size must be >= 1 with lr_schedule='step', got 0"):
+        RunConfig(lr_schedule="step", epochs=10).validate()
+
+
+def test_step_size_keeps_earlier_run_ids():
+    a = make_config("motivation", "paper", method="ce", experiment="table2")
+    assert a.step_size == 0 and a.run_id() == "table2-mini_cifar_lt-cnn_vis2d-ce-s0-80b2735b"
+    assert make_config("motivation", "paper", method="ce", experiment="table2", step_size=5).run_id() != a.run_id()
+
+
+@pytest.mark.parametrize("network", ["vgg11", "resnet50_cifar", "densenet_bc"])
+def test_table8_schedules_at_their_boundary_epochs(network):
+    from amixup.recipes import benchmark_recipe
+
+    def lrs(dataset, epochs):
+        c = make_config(benchmark_recipe(dataset, network), dataset=dataset, model=network)
+        assert c.model == network and c.beta == 0.67 and c.momentum == 0.9 and c.warmup_epochs == 0
+        return c, [learning_rate(c, e) for e in epochs]
+
+    # CIFAR-10: lr 0.05, halved every 30 epochs, 300 epochs (batch 128, weight decay 5e-4: cited setup)
+    c, got = lrs("cifar10", (0, 29, 30, 59, 60, 299))
+    assert (c.epochs, c.batch_size, c.weight_decay, c.lr_schedule, c.step_size) == (300, 128, 5e-4, "step", 30)
+    assert got == pytest.approx([0.05, 0.05, 0.025, 0.025, 0.0125, 0.05 * 0.5 ** 9])
+    # CIFAR-100: lr 0.1, divided by 5 at 60, 120, 160, 200 epochs
+    c, got = lrs("cifar100", (0, 59, 60, 119, 120, 159, 160, 199))
+    assert (c.epochs, c.batch_size, c.weight_decay, c.milestones, c.gamma) == (200, 128, 5e-4, (60, 120, 160), 0.2)
+    assert got == pytest.approx([0.1, 0.1, 0.02, 0.02, 0.004, 0.004, 0.0008, 0.0008])
+    c, got = lrs("tiny_imagenet", (0, 19, 20, 39, 40, 149, 150, 224, 225, 299))
+    assert (c.crop_padding, c.flip, c.augmentation, c.weight_decay) == (4, True, "crop_flip", 0.0)
+    if network == "densenet_bc":  # batch 64, 300 epochs, lr 0.1 / 10 at 150 and 225
+        assert (c.epochs, c.batch_size, c.milestones, c.step_size) == (300, 64, (150, 225), 0)
+        assert got == pytest.approx([0.1] * 6 + [0.01, 0.01, 0.001, 0.001])
+    else:  # batch 256, 200 epochs, lr 0.1 x 0.9 every 20 epochs
+        assert (c.epochs, c.batch_size, c.lr_schedule, c.step_size, c.gamma) == (200, 256, "step", 20, 0.9)
+        assert got[:5] == pytest.approx([0.1, 0.1, 0.09, 0.09, 0.081])
+        assert learning_rate(c, 199) == pytest.approx(0.1 * 0.9 ** 9)
+
+
+def test_short_profiles_scale_the_step_size():
+    from amixup.recipes import benchmark_recipe
+
+    q = make_config("benchmark_cifar10", "quick")  # 12 of 300 epochs: halved every round(30 * 12 / 300) = 1
+    assert q.epochs == 12 and q.step_size == 1 and learning_rate(q, 1) == pytest.approx(0.025)
+    c = make_config("benchmark_cifar10", epochs=60)  # halved at 6, 12, ...
+    assert c.step_size == 6 and learning_rate(c, 5) == 0.05 and learning_rate(c, 6) == pytest.approx(0.025)
+    t = make_config("benchmark_tiny_imagenet", epochs=50)
+    assert t.step_size == 5 and learning_rate(t, 10) == pytest.approx(0.081)
+    assert make_config("benchmark_cifar10", epochs=60, step_size=7).step_size == 7  # an explicit value stays
+    s = make_config(benchmark_recipe("tiny_imagenet", "densenet_bc"), "smoke", model="densenet_bc")
+    assert s.epochs == 2 and s.milestones == (1, 2) and s.step_size == 0
+    with pytest.raises(ValueError, match="network must be one of"):
+        benchmark_recipe("cifar10", "resnet50")
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        benchmark_recipe("cifar10_lt", "vgg11")
+
+
+def test_table8_configs_cover_datasets_networks_methods_seeds():
+    from amixup.experiments import table8_configs
+
+    runs = table8_configs("smoke", seeds=(0, 1))
+    assert len(runs) == 3 * 3 * 4 * 2 and {c.experiment for c in runs} == {"table8"}
+    assert {(c.dataset, c.model) for c in runs} == {(d, n) for d in ("cifar10", "cifar100", "tiny_imagenet")
+                                                     for n in ("vgg11", "resnet50_cifar", "densenet_bc")}
+    assert {c.beta for c in runs} == {0.67} and len({c.run_id() for c in runs}) == len(runs)
+    assert all(c.epochs == 2 and c.train_subset == 512 for c in runs)
+    dense = [c for c in runs if c.dataset == "tiny_imagenet" and c.model == "densenet_bc"]
+    assert {c.batch_size for c in dense} == {64}
+    one = table8_configs("paper", methods=["am_mixup"], datasets=["cifar10"], networks=["vgg11"], beta=0.5,
+                         precision="bf16")
+    assert [(c.method, c.beta, c.precision, c.epochs, c.step_size) for c in one] == [("am_mixup", 0.5, "bf16", 300, 30)]

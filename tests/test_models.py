@@ -60,8 +60,9 @@ def test_registry_plugs_in_new_models_and_rejects_unknown():
         assert build_model("tiny_test_model", 3, in_channels=1)(torch.randn(2, 1, 2, 2)).shape == (2, 3)
     finally:
         MODELS.pop("tiny_test_model")
-    with pytest.raises(ValueError, match=r"model must be one of \['cnn_vis2d', 'resnet101', 'resnet152', 'resnet32', 'resnet50'\]"):
-        build_model("vit", 10)
+    with pytest.raises(ValueError, match=r"model must be one of \['cnn_vis2d', 'densenet_bc', .*'resnet50', "
+                                          r"'resnet50_cifar', 'vgg11'.*\], got 'no_such_model'"):
+        build_model("no_such_model", 10)
 
 
 @pytest.mark.parametrize("name", ["resnet50", "resnet101", "resnet152"])
@@ -93,3 +94,90 @@ def test_resnet50_in_channels():
     model = build_model("resnet50", 5, in_channels=1).eval()
     with torch.no_grad():
         assert model(torch.randn(2, 1, 64, 64)).shape == (2, 5)
+
+
+# --------------------------------------------------------------------------- Table 8 networks
+
+#: name -> (parameters at 10 / 100 / 200 classes, feature size, stages, hidden shapes per stage at 32x32)
+TABLE8_NETWORKS = {
+    "vgg11": ((9_228_362, 9_274_532, 9_325_832), 512, 5,
+              [(64, 16, 16), (128, 8, 8), (256, 4, 4), (512, 2, 2), (512,)]),
+    "resnet50_cifar": ((23_520_842, 23_705_252, 23_910_152), 2048, 4,
+                       [(256, 32, 32), (512, 16, 16), (1024, 8, 8), (2048,)]),
+    "densenet_bc": ((769_162, 800_032, 834_332), 342, 3, [(108, 16, 16), (150, 8, 8), (342,)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TABLE8_NETWORKS))
+def test_table8_parameter_counts(name):
+    counts, feature_dim, n_stages, _ = TABLE8_NETWORKS[name]
+    for classes, count in zip((10, 100, 200), counts):
+        model = build_model(name, classes)
+        assert sum(p.numel() for p in model.parameters()) == count
+        assert model.feature_dim == feature_dim and len(model.stages) == n_stages
+        assert model.last_layer == n_stages and model.manifold_layers == (0, 1, 2)
+
+
+@pytest.mark.parametrize("name", sorted(TABLE8_NETWORKS))
+@pytest.mark.parametrize("size", [32, 64])
+def test_table8_output_shapes_at_32_and_64_pixels(name, size):
+    torch.manual_seed(0)
+    _, feature_dim, _, shapes = TABLE8_NETWORKS[name]
+    model = build_model(name, 7).eval()
+    x = torch.randn(2, 3, size, size)
+    seen = []
+    with torch.no_grad():
+        h = x
+        for stage in model.stages:
+            h = stage(h)
+            seen.append(tuple(h.shape[1:]))
+        assert model(x).shape == (2, 7) and model.features(x).shape == (2, feature_dim)
+    scale = size // 32  # 64x64 input: every spatial map twice the size, same feature
+    assert seen == [s if len(s) == 1 else (s[0], s[1] * scale, s[2] * scale) for s in shapes]
+
+
+def test_table8_structure():
+    vgg = build_model("vgg11", 10)
+    convs = [m for m in vgg.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 8 and all(c.kernel_size == (3, 3) for c in convs)  # 8 conv + 1 linear = 11 layers
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in vgg.modules()) == 8
+    assert [m for m in vgg.modules() if isinstance(m, torch.nn.Linear)] == [vgg.head]  # one linear classifier
+    resnet = build_model("resnet50_cifar", 10)
+    stem = resnet.stages[0][0]
+    assert stem.kernel_size == (3, 3) and stem.stride == (1, 1)
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in resnet.modules())
+    assert [len(resnet.stages[0][3]), len(resnet.stages[1]), len(resnet.stages[2]), len(resnet.stages[3][0])] == [3, 4, 6, 3]
+    dense = build_model("densenet_bc", 10)
+    convs = [m for m in dense.modules() if isinstance(m, torch.nn.Conv2d)]
+    # depth 100: stem + 3 blocks x 16 bottleneck layers x 2 convs + 2 transitions + the linear head
+    assert len(convs) == 1 + 3 * 16 * 2 + 2 and convs[0].out_channels == 24 and convs[0].kernel_size == (3, 3)
+    assert sum(c.out_channels == 12 and c.kernel_size == (3, 3) for c in convs) == 48  # growth rate 12
+    with pytest.raises(ValueError, match="6n \\+ 4"):
+        from amixup.models import densenet_bc_model
+        densenet_bc_model(10, depth=99)
+
+
+@pytest.mark.parametrize("name", sorted(TABLE8_NETWORKS))
+def test_table8_mixing_at_every_manifold_layer(name):
+    """forward_mixed at each manifold layer and at the last layer: the identity mix leaves the
+    logits unchanged, a zeroing mix changes them, and the mix sees the hidden state of that layer."""
+    torch.manual_seed(0)
+    _, feature_dim, n_stages, shapes = TABLE8_NETWORKS[name]
+    model = build_model(name, 5).eval()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        plain = model(x)
+        expected = {0: (3, 32, 32), **{k: shapes[k - 1] for k in range(1, n_stages + 1)}}
+        for layer in (*model.manifold_layers, model.last_layer):
+            seen = {}
+
+            def identity(h):
+                seen["shape"] = tuple(h.shape[1:])
+                return h
+
+            logits, clean = model.forward_mixed(x, layer, identity)
+            assert seen["shape"] == expected[layer]
+            assert torch.allclose(logits, plain, atol=1e-4)
+            assert (clean is not None) == (layer == model.last_layer)
+            halved, _ = model.forward_mixed(x, layer, lambda h: h * 0.5)
+            assert not torch.allclose(halved, plain, atol=1e-4)

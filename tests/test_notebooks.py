@@ -78,3 +78,47 @@ def test_notebook_03_smoke_pretrains_transfers_and_tabulates(data_env, tmp_path)
     papermill.execute_notebook(str(NOTEBOOKS / "03_coarse_to_fine.ipynb"), str(tmp_path / "03b.ipynb"),
                                kernel_name="python3", parameters=params, progress_bar=False, cwd=str(NOTEBOOKS))
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.json")} == before  # the second execution trains nothing
+
+
+def test_notebook_05_smoke_trains_what_has_data_and_reports_the_rest(data_env, tmp_path):
+    out = tmp_path / "results"
+    params = {"profile": "smoke", "methods": ["ce", "am_mixup"], "datasets": '["cifar10", "tiny_imagenet"]',
+              "networks": ["vgg11"], "results_dir": str(out)}
+    nb = tmp_path / "05.ipynb"
+    papermill.execute_notebook(str(NOTEBOOKS / "05_benchmarks.ipynb"), str(nb), kernel_name="python3",
+                               parameters=params, progress_bar=False, cwd=str(NOTEBOOKS))
+    records = sorted((out / "table8").glob("*.json"))
+    assert [p.name.split("-")[:4] for p in records] == [["table8", "cifar10", "vgg11", "am_mixup"],
+                                                        ["table8", "cifar10", "vgg11", "ce"]]
+    rec = json.loads(records[0].read_text())
+    assert (rec["config"]["profile"], rec["config"]["beta"], rec["config"]["lr_schedule"]) == ("smoke", 0.67, "step")
+    t8 = pd.read_csv(out / "table8.csv")
+    assert len(t8) == 4 and set(t8["dataset"]) == {"cifar10", "tiny_imagenet"}
+    ours = t8[t8["dataset"] == "cifar10"].set_index("method")
+    assert ours.loc["ce", "paper"] == 91.77 and ours.loc["am_mixup", "paper"] == 92.68
+    assert (ours["seeds"] == 1).all() and ours["ours"].between(0, 100).all()
+    assert (t8.loc[t8["dataset"] == "tiny_imagenet", "seeds"] == 0).all()
+    assert (out / "fig_lambda_trajectory.png").stat().st_size > 10_000
+    text = "".join("".join(o.get("text", "")) for c in json.loads(nb.read_text())["cells"] for o in c.get("outputs", []))
+    assert "2 of 4 runs have a record" in text
+    assert "table8-tiny_imagenet-vgg11-ce-s0-" in text and "data not found: dataset 'tiny_imagenet' not found" in text
+    # a second execution trains nothing: it reads the records back
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.json")}
+    papermill.execute_notebook(str(NOTEBOOKS / "05_benchmarks.ipynb"), str(tmp_path / "05b.ipynb"),
+                               kernel_name="python3", parameters={**params, "train_missing": False},
+                               progress_bar=False, cwd=str(NOTEBOOKS))
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.json")} == before
+
+
+def test_notebook_05_parameters_and_committed_smoke_outputs():
+    nb = json.loads((NOTEBOOKS / "05_benchmarks.ipynb").read_text())
+    params = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    source = "\n" + "".join(params[0]["source"])
+    for name in ("profile", "methods", "seeds", "beta", "device", "results_dir", "train_missing", "datasets",
+                 "networks", "precision", "note"):
+        assert f"\n{name} =" in source
+    assert all(c["execution_count"] is not None for c in nb["cells"] if c["cell_type"] == "code")
+    # CI's smoke outputs: VGG11 on CIFAR-10 for the four methods, CIFAR-100 / Tiny-ImageNet reported missing
+    assert nb["metadata"]["papermill"]["parameters"] == {"networks": '["vgg11"]'}
+    text = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
+    assert "4 of 12 runs have a record" in text and "data not found: dataset 'cifar100' not found" in text
