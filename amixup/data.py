@@ -8,6 +8,7 @@ Loaders try a list of sources in order (see ``DEFAULT_SOURCES``) and cache both 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import pickle
@@ -217,8 +218,10 @@ def _read_imagefolder(root: Path, classes: list[str], mode) -> dict:
     return {s: _read_imagefolder_split(split_root / s, classes, mode) for s in SPLITS}
 
 
-def _read_imagefolder_archive(archive: Path, classes: list[str], mode) -> dict:
-    """Extract (safely) into a temp folder inside cache_dir(), decode, and remove the temp folder."""
+@contextlib.contextmanager
+def _extracted(archive: Path):
+    """A tar(.gz) archive extracted safely (tarfile's ``data`` filter) into a temporary folder inside
+    cache_dir(), removed afterwards; a corrupt, truncated or unsafe archive raises DataCorruptError."""
     tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=cache_dir()))
     try:
         try:
@@ -226,9 +229,15 @@ def _read_imagefolder_archive(archive: Path, classes: list[str], mode) -> dict:
                 tf.extractall(tmp, filter="data")
         except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
             raise DataCorruptError(f"archive {archive} is corrupt, truncated or unsafe: {exc}") from exc
-        return _read_imagefolder(tmp, classes, mode)
+        yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read_imagefolder_archive(archive: Path, classes: list[str], mode) -> dict:
+    """Extract into a temporary folder, decode, and remove the folder."""
+    with _extracted(archive) as tmp:
+        return _read_imagefolder(tmp, classes, mode)
 
 
 def _source_imagefolder(info: "_Base", tried: list[str]) -> tuple[dict, str] | None:
@@ -844,16 +853,8 @@ def imagefolder_loader(path) -> Callable[[str], ImageData]:
         def build():
             if root.is_dir():
                 return {**_read_any_imagefolder(root), "source": f"imagefolder folder {root}"}
-            tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=cache_dir()))
-            try:
-                try:
-                    with tarfile.open(root, "r:*") as tf:
-                        tf.extractall(tmp, filter="data")
-                except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-                    raise DataCorruptError(f"archive {root} is corrupt, truncated or unsafe: {exc}") from exc
+            with _extracted(root) as tmp:
                 return {**_read_any_imagefolder(tmp), "source": f"imagefolder archive {root}"}
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
 
         payload = _cached(f"imagefolder-{root.name}-{_stat_key(root)}", build)
         return _from_payload(payload, split, payload["source"])
