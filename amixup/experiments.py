@@ -171,7 +171,6 @@ def missing_report(configs, results_dir, *, check_data: bool = True):
     """
     import pandas as pd
 
-    from . import data
     from .engine import _checkpoint_path, load_checkpoint
     from .records import CorruptFileError
 
@@ -194,11 +193,7 @@ def missing_report(configs, results_dir, *, check_data: bool = True):
             status = f"running or interrupted: {done} of {config.epochs} epochs done (resumes from its checkpoint)"
         else:
             if check_data and config.dataset not in found:
-                try:
-                    data.build_dataset(config.dataset, "test", imb_factor=config.imb_factor)
-                    found[config.dataset] = None
-                except data.DataNotFoundError as err:
-                    found[config.dataset] = str(err).splitlines()[0].split(". Places looked")[0]
+                found.update(data_available([config]))
             problem = found.get(config.dataset)
             status = f"data not found: {problem}" if problem else "not started"
         rows.append({"run_id": config.run_id(), "dataset": config.dataset, "epochs_done": done,
