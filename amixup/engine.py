@@ -29,6 +29,7 @@ from .mixing import MixPolicy, mixup, random_permutation, resolve_spec
 from .models import SplitModel, build_model, from_torchvision_state
 from .records import CorruptFileError, atomic_write_bytes, code_provenance, environment, read_record, write_record
 from .schedule import AMScheduler
+from .static_step import StaticStep, check_sgd, frozen_batchnorm_stats
 
 DEFAULT_RESULTS_DIR = Path("results") / "runs"
 
@@ -87,23 +88,6 @@ def load_data(config: RunConfig):
     if config.test_subset:
         test = stratified_subset(test, config.test_subset, config.subsample_seed)
     return train, test, full_counts
-
-
-@contextlib.contextmanager
-def _frozen_batchnorm_stats(model: nn.Module):
-    """Forward in train mode without touching BatchNorm running statistics."""
-    saved = []
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            saved.append((m, m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None))
-            m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, momentum, tracked in saved:
-            m.momentum = momentum
-            if tracked is not None:
-                m.num_batches_tracked.copy_(tracked)
 
 
 def _autocast(device: torch.device, precision: str):
@@ -259,14 +243,20 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
                                 mean=mean, std=std, train=True, crop_padding=config.crop_padding,
                                 flip=config.flip, augmentation=config.augmentation, crop_size=config.crop_size,
                                 generator=device_gen, shuffle_generator=shuffle_gen, rank=rank, world_size=world)
-    test_loader = TensorLoader(test_data.images, test_data.labels, 512, device=device, mean=mean, std=std,
+    test_loader = TensorLoader(test_data.images, test_data.labels, config.eval_batch_size, device=device, mean=mean, std=std,
                                train=False, augmentation=config.augmentation, crop_size=config.crop_size)
     groups = class_groups(config.split_convention, full_counts, config.many_threshold,
                           config.few_threshold)
     need_clean = spec.rate == "am" and config.train_acc_source == "clean"
     autocast = _autocast(device, config.precision)
     batches, run_evaluation = train_loader, lambda: evaluate(model, test_loader, autocast)
-    if _uses_frozen_features(config, policy, distributed):
+    frozen_features = _uses_frozen_features(config, policy, distributed)
+    static = None
+    if _uses_static_step(config, device, optimizer, distributed, frozen_features):
+        static = StaticStep(model, policy, optimizer, batch_size=config.batch_size, device=device,
+                            sample_shape=(train_data.images.shape[1], input_size, input_size),
+                            precision=config.precision, need_clean=need_clean)
+    if frozen_features:
         # the encoder is frozen, the batches unaugmented and unmixed: encode every image once
         # and train the head on the stored features, in the order the image loader would draw
         plain = dict(device=device, mean=mean, std=std, train=False, augmentation=config.augmentation,
@@ -278,6 +268,8 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
         forward = lambda z, layer, mix: (model.head(z), None)  # noqa: E731
         run_evaluation = lambda: evaluate_features(model, test_feats, test_labels, autocast)  # noqa: E731
     provenance = code_provenance()  # the code this process loaded
+    n_train = len(train_loader.labels)
+    batch_sizes = [min(config.batch_size, n_train - start) for start in range(0, n_train, config.batch_size)]
 
     history: list[dict] = []
     start_epoch, seconds = 0, 0.0
@@ -306,38 +298,42 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
         if config.freeze_encoder:
             model.stages.eval()  # frozen encoder: BatchNorm statistics stay those of pre-training
         lam_epoch = scheduler.value
-        loss_sum = torch.zeros((), device=device)
-        correct_mixed = torch.zeros((), device=device, dtype=torch.long)
-        correct_clean = torch.zeros((), device=device, dtype=torch.long)
-        n_seen, n_clean = 0, 0
-        all_n = torch.zeros((), device=device)
-        for x, y in batches:
-            lam, layer = policy.draw(lam_epoch)
-            with autocast:
-                if policy.mixes:
-                    perm = random_permutation(len(y), host_gen, device)
-                    logits, clean = forward(x, layer, lambda h: mixup(h, y, lam, perm)[0])
-                    if clean is None and need_clean:
-                        with torch.no_grad(), _frozen_batchnorm_stats(model):
-                            clean = model(x)
-                else:
-                    perm = None
-                    logits, _ = forward(x, None, None)
-                    clean = logits.detach()
-                loss, dominant = policy.loss(logits.float(), y, lam, perm)
-                objective = loss
-                if distributed:  # DDP averages over processes: weight by this share of the global batch
-                    global_n = ddp.all_sum(all_n.fill_(len(y))).item()
-                    objective = loss * (len(y) * world / global_n)
-            optimizer.zero_grad(set_to_none=True)
-            objective.backward()
-            optimizer.step()
-            loss_sum += loss.detach() * len(y)
-            correct_mixed += (logits.detach().argmax(1) == dominant).sum()
-            n_seen += len(y)
-            if clean is not None:
-                correct_clean += (clean.argmax(1) == y).sum()
-                n_clean += len(y)
+        if static is not None:  # the same step at fixed shapes, replayed as a CUDA graph on a GPU
+            sums = static.run_epoch(batches, batch_sizes, lam_epoch, lr, host_gen)
+            loss_sum, correct_mixed, correct_clean, n_seen, n_clean = sums
+        else:
+            loss_sum = torch.zeros((), device=device)
+            correct_mixed = torch.zeros((), device=device, dtype=torch.long)
+            correct_clean = torch.zeros((), device=device, dtype=torch.long)
+            n_seen, n_clean = 0, 0
+            all_n = torch.zeros((), device=device)
+            for x, y in batches:
+                lam, layer = policy.draw(lam_epoch)
+                with autocast:
+                    if policy.mixes:
+                        perm = random_permutation(len(y), host_gen, device)
+                        logits, clean = forward(x, layer, lambda h: mixup(h, y, lam, perm)[0])
+                        if clean is None and need_clean:
+                            with torch.no_grad(), frozen_batchnorm_stats(model):
+                                clean = model(x)
+                    else:
+                        perm = None
+                        logits, _ = forward(x, None, None)
+                        clean = logits.detach()
+                    loss, dominant = policy.loss(logits.float(), y, lam, perm)
+                    objective = loss
+                    if distributed:  # DDP averages over processes: weight by this share of the global batch
+                        global_n = ddp.all_sum(all_n.fill_(len(y))).item()
+                        objective = loss * (len(y) * world / global_n)
+                optimizer.zero_grad(set_to_none=True)
+                objective.backward()
+                optimizer.step()
+                loss_sum += loss.detach() * len(y)
+                correct_mixed += (logits.detach().argmax(1) == dominant).sum()
+                n_seen += len(y)
+                if clean is not None:
+                    correct_clean += (clean.argmax(1) == y).sum()
+                    n_clean += len(y)
         if distributed:  # epoch totals over all processes
             totals = torch.stack([loss_sum.double(), correct_mixed.double(), correct_clean.double(),
                                   torch.tensor(float(n_seen), device=device, dtype=torch.float64),
@@ -366,7 +362,7 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
         if distributed:
             state["rank_gens"] = ddp.gather_objects(device_gen.get_state().cpu())
             state["shuffle_gen"] = shuffle_gen.get_state().cpu()
-        if main_process:
+        if main_process and ((epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs):
             _save_checkpoint(ckpt_path, state)
         if distributed:
             torch.distributed.barrier()
@@ -388,11 +384,32 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
     record = _final_record(config, model, evaluation, train_data, test_data, groups, history, seconds,
                            device, encoder_source, provenance)
     record["data"]["full_train_counts"] = full_counts
+    record["environment"]["step"] = static.kind if static is not None else "eager"
     if distributed:
         record["distributed"] = {"world_size": world, "backend": torch.distributed.get_backend(),
                                  "ranks_in_sync": in_sync}
     write_record(record, out_path, overwrite=overwrite)
     return ddp.broadcast_object(record)
+
+
+def _uses_static_step(config: RunConfig, device: torch.device, optimizer, distributed: bool,
+                      frozen_features: bool) -> bool:
+    """Whether the epoch runs through :class:`~amixup.static_step.StaticStep`: ``step_mode="static"``,
+    or ``"auto"`` on one CUDA device with SGD; ``"static"`` where it cannot apply is an error."""
+    if config.step_mode == "eager":
+        return False
+    problems = []
+    if distributed:
+        problems.append("one process (distributed runs step eagerly)")
+    if frozen_features:
+        problems.append("a trainable encoder (a frozen one trains the head on stored features)")
+    try:
+        check_sgd(optimizer)
+    except ValueError as err:
+        problems.append(str(err).removeprefix("step_mode='static' needs "))
+    if config.step_mode == "static" and problems:
+        raise ValueError(f"step_mode='static' needs {'; '.join(problems)}; use step_mode='auto' or 'eager'")
+    return not problems and (config.step_mode == "static" or device.type == "cuda")
 
 
 def _uses_frozen_features(config: RunConfig, policy: MixPolicy, distributed: bool) -> bool:

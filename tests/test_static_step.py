@@ -1,0 +1,137 @@
+"""The static (CUDA-graph-ready) training step against the eager engine, on the CPU.
+
+On a CPU ``step_mode="static"`` runs the very code a CUDA graph captures, eagerly. It must give the
+eager engine's record for the same seed: the same draws (pairings, lambdas, layers), the same
+accuracies, lambda trajectory and test metrics, and losses equal up to float rounding (lambda and
+the lr are tensors there, so two products replace the eager path's fused multiply-adds).
+"""
+
+import math
+
+import pytest
+import torch
+
+from amixup.engine import train
+from amixup.mixing import MixPolicy, resolve_spec
+from amixup.models import build_model
+from amixup.recipes import ABLATION_ROWS, make_config
+from amixup.static_step import StaticStep
+
+from test_engine import comparable
+
+#: 500 images in batches of 128: three full batches and a last one of 116 (run eagerly).
+SMOKE = dict(train_subset=500, test_subset=200, device="cpu", experiment="test")
+
+
+def smoke(method="ce", **kw):
+    return make_config("motivation", "smoke", method=method, **{**SMOKE, **kw})
+
+
+def assert_same_record(eager, static, rel=1e-4, feature_atol=1e-3):
+    a, b = comparable(eager), comparable(static)
+    assert a["run_id"] == b["run_id"]
+    for ha, hb in zip(a.pop("history"), b.pop("history")):
+        la, lb = ha.pop("train_loss"), hb.pop("train_loss")
+        assert math.isclose(la, lb, rel_tol=rel), (la, lb)
+        assert ha == hb  # accuracies (counts), lambda, lr and test metrics exactly
+    a["config"].pop("step_mode"), b["config"].pop("step_mode")
+    for key in ("alignment", "uniformity", "uniformity_k1"):
+        va, vb = a["metrics"].pop(key, None), b["metrics"].pop(key, None)
+        assert va == pytest.approx(vb, rel=1e-3, abs=1e-5)
+    features = (a.pop("features", None), b.pop("features", None))
+    assert a == b
+    if features[0] is not None:
+        assert torch.allclose(torch.tensor(features[0]["test"]), torch.tensor(features[1]["test"]), atol=feature_atol)
+
+
+CASES = {
+    "ce": dict(method="ce"),
+    "mixup": dict(method="mixup"),
+    "manifold_mixup": dict(method="manifold_mixup"),
+    "am_mixup": dict(method="am_mixup", beta=1.5, epochs=3),  # lambda falls below 0.5: labels flip
+    "fixed_0.3": dict(method="am_mixup", rate="fixed", fixed_lambda=0.3),  # one-sided label of the partner
+    "row1_clean_forward": dict(method="am_mixup", **ABLATION_ROWS[1]),  # drawn layer, extra clean forward
+    "bf16": dict(method="am_mixup", precision="bf16"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_static_step_gives_the_eager_record(case, data_env, tmp_path):
+    eager = train(smoke(step_mode="eager", **CASES[case]), tmp_path / "eager", progress=False)
+    static = train(smoke(step_mode="static", **CASES[case]), tmp_path / "static", progress=False)
+    assert eager["environment"]["step"] == "eager" and static["environment"]["step"] == "static_eager"
+    bf16 = case == "bf16"  # bf16 rounding: one ulp of a feature is 1/128 of its size
+    assert_same_record(eager, static, rel=1e-2 if bf16 else 1e-4, feature_atol=2e-2 if bf16 else 1e-3)
+    if case == "am_mixup":
+        assert min(static["lambda_trajectory"]) < 0.5  # the flip branch was trained
+
+
+def test_auto_is_eager_on_a_cpu(data_env, tmp_path):
+    rec = train(smoke("am_mixup"), tmp_path, progress=False)
+    assert rec["config"]["step_mode"] == "auto" and rec["environment"]["step"] == "eager"
+
+
+def test_the_epoch_draws_are_the_eager_draws():
+    spec = resolve_spec("manifold_mixup")
+    model = build_model("cnn_vis2d", 4, 3, 32)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    policy = MixPolicy(spec, eligible_layers=model.manifold_layers, last_layer_index=model.last_layer, seed=5)
+    step = StaticStep(model, policy, optimizer, batch_size=4, sample_shape=(3, 32, 32), device="cpu",
+                      precision="fp32", need_clean=False)
+    draws = step.draws([4, 4, 3], 1.0, torch.Generator().manual_seed(7))
+    policy_ref = MixPolicy(spec, eligible_layers=model.manifold_layers, last_layer_index=model.last_layer, seed=5)
+    gen = torch.Generator().manual_seed(7)
+    for (lam, layer, perm), n in zip(draws, [4, 4, 3]):
+        assert (lam, layer) == policy_ref.draw(1.0)
+        assert torch.equal(perm, torch.randperm(n, generator=gen))
+
+
+def test_the_sgd_update_is_torch_sgd():
+    torch.manual_seed(0)
+    model = build_model("cnn_vis2d", 4, 3, 32)
+    twin = build_model("cnn_vis2d", 4, 3, 32)
+    twin.load_state_dict(model.state_dict())
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    ref = torch.optim.SGD(twin.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    step = StaticStep(model, MixPolicy(resolve_spec("ce")), opt, batch_size=8, sample_shape=(3, 32, 32),
+                      device="cpu", precision="fp32", need_clean=False)
+    step.lr.fill_(0.05)
+    for _ in range(3):  # the first step creates the momentum buffers, the next ones use them
+        grads = [torch.randn_like(p) for p in model.parameters()]
+        for p, q, g in zip(model.parameters(), twin.parameters(), grads):
+            p.grad, q.grad = g.clone(), g.clone()
+        step._sgd_update()
+        ref.step()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)  # p - lr * buf: two roundings, not one fma
+        torch.testing.assert_close(opt.state[p]["momentum_buffer"], ref.state[q]["momentum_buffer"], rtol=1e-6, atol=1e-7)
+
+
+def test_static_mode_where_it_cannot_apply_is_a_clear_error(data_env, tmp_path):
+    config = smoke("am_mixup", step_mode="static", optimizer="adamw", lr=1e-3)
+    with pytest.raises(ValueError, match="step_mode='static' needs optimizer='sgd'"):
+        train(config, tmp_path, progress=False)
+    auto = train(smoke("am_mixup", optimizer="adamw", lr=1e-3), tmp_path, progress=False)
+    assert auto["environment"]["step"] == "eager"
+
+
+@pytest.mark.parametrize("mode", ["eager", "static"])
+def test_checkpoints_every_k_epochs_and_a_kill_between_them_resumes_to_the_same_record(mode, data_env, tmp_path):
+    config = smoke("am_mixup", epochs=5, step_mode=mode, checkpoint_every=2)
+    reference = train(config, tmp_path / "ref", progress=False)
+    ckpt = tmp_path / "run" / "checkpoints" / f"{config.run_id()}.pt"
+    saved = []
+
+    def kill_after_epoch_3(epoch, entry):
+        saved.append(torch.load(ckpt, weights_only=True)["epoch"] if ckpt.exists() else None)
+        if epoch == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "run", progress=False, on_epoch_end=kill_after_epoch_3)
+    assert saved == [None, 2, 2]  # every 2 epochs: epoch 3 was trained but not saved
+    epochs_run = []
+    resumed = train(config, tmp_path / "run", progress=False, on_epoch_end=lambda e, _: epochs_run.append(e))
+    assert epochs_run == [3, 4, 5]  # epoch 3 again, from the epoch-2 checkpoint
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 5  # the last epoch is always saved
+    assert comparable(resumed) == comparable(reference)
