@@ -18,6 +18,10 @@ from .recipes import (ABLATION_ROWS, COARSE_TO_FINE_AUGMENTATION, FINE_OF_COARSE
                       TABLE8_BETA, TABLE8_DATASETS, TABLE8_NETWORKS, benchmark_recipe, make_config)
 
 METHODS = ("ce", "mixup", "manifold_mixup", "am_mixup")
+#: AM-mixup's beta values of the beta-sensitivity sweep (notebook 04). Eq. 6 gives lambda = exp(-beta * acc)
+#: with acc in [0, 1], so lambda can fall below 0.5 (and the one-sided label flip to the partner's class,
+#: Eq. 5) only when beta > ln 2 = 0.693: here 1.0 and 1.5. beta = 0 keeps lambda at 1 (no mixing).
+BETA_SWEEP = (0.0, 0.1, 0.2, 0.34, 0.5, 0.67, 1.0, 1.5)
 
 
 def as_list(value) -> list:
@@ -35,6 +39,15 @@ def table2_configs(profile: str, methods=METHODS, seeds=(0,), beta: float = 0.34
     return [make_config("motivation", profile, dataset="mini_cifar_lt", method=m, seed=s, beta=beta,
                         device=device, experiment="table2", **overrides)
             for m in methods for s in seeds]
+
+
+def beta_sweep_configs(profile: str, betas=BETA_SWEEP, seeds=(0, 1), device: str = "auto",
+                       **overrides) -> list[RunConfig]:
+    """Beta sensitivity (notebook 04): AM-mixup on Mini-CIFAR-LT with the Table 2 recipe (CNN-Vis2D),
+    one run per beta and seed, experiment "beta_sweep"."""
+    return [make_config("motivation", profile, dataset="mini_cifar_lt", method="am_mixup", seed=s, beta=float(b),
+                        device=device, experiment="beta_sweep", **overrides)
+            for b in betas for s in seeds]
 
 
 def table1_configs(profile: str, methods=METHODS, seeds=(0,), beta: float = 0.34, device: str = "auto",
