@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import json
 import os
 import pickle
 import shutil
@@ -234,10 +235,38 @@ def _extracted(archive: Path):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _read_imagefolder_archive(archive: Path, classes: list[str], mode) -> dict:
-    """Extract into a temporary folder, decode, and remove the folder."""
+def _read_imagefolder_archive(archive: Path, classes: list[str], mode) -> tuple[dict, str]:
+    """Extract into a temporary folder, decode, and remove the folder; also the copy's re-encoding note."""
     with _extracted(archive) as tmp:
-        return _read_imagefolder(tmp, classes, mode)
+        return _read_imagefolder(tmp, classes, mode), reencoding_note(tmp)
+
+
+#: A file at the top of an ImageFolder copy (archive or folder) that amixup.jpegquality.reencode wrote:
+#: the JPEG qualities the copy was encoded at once more, in order. It travels inside the archive, so a
+#: run's data source tells the copy it read from the copy it was made from (same file name).
+COPY_MARKER = "amixup-copy.json"
+
+
+def reencoding_note(root: Path) -> str:
+    """"JPEG-encoded once more at quality Q (amixup-copy.json)" for a copy carrying COPY_MARKER
+    (at its top or beside its train/ and test/), "" for any other copy."""
+    split_root = _find_split_root(root)
+    for marker in dict.fromkeys([root / COPY_MARKER] + ([split_root / COPY_MARKER] if split_root else [])):
+        if marker.is_file():
+            try:
+                qualities = [int(q) for q in json.loads(marker.read_text())["reencoded_at_quality"]]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise DataCorruptError(f"{marker} is not a valid copy marker ({exc})") from exc
+            if len(qualities) == 1:
+                return f"JPEG-encoded once more at quality {qualities[0]} ({COPY_MARKER})"
+            return (f"JPEG-encoded {len(qualities)} more times, at quality "
+                    f"{' then '.join(map(str, qualities))} ({COPY_MARKER})")
+    return ""
+
+
+def _described(kind: str, path: Path, note: str) -> str:
+    tags = (["lossy JPEG re-encoding"] if kind == "archive" and "jpeg" in path.name else []) + ([note] if note else [])
+    return f"imagefolder {kind} {path.name}" + (f" ({'; '.join(tags)})" if tags else "")
 
 
 def _source_imagefolder(info: "_Base", tried: list[str]) -> tuple[dict, str] | None:
@@ -246,13 +275,13 @@ def _source_imagefolder(info: "_Base", tried: list[str]) -> tuple[dict, str] | N
         for folder in (base / f"{name}-jpeg", base / name):
             tried.append(f"{folder}/ (ImageFolder)")
             if _find_split_root(folder) is not None:
-                return _read_imagefolder(folder, info.classes, info.mode), f"imagefolder folder {folder.name}"
+                return (_read_imagefolder(folder, info.classes, info.mode),
+                        _described("folder", folder, reencoding_note(folder)))
         for archive in (base / f"{name}-jpeg.tar.gz", base / f"{name}.tar.gz", base / f"{name}-jpeg.tar"):
             tried.append(str(archive))
             if archive.is_file():
-                lossy = " (lossy JPEG re-encoding)" if "jpeg" in archive.name else ""
-                return (_read_imagefolder_archive(archive, info.classes, info.mode),
-                        f"imagefolder archive {archive.name}{lossy}")
+                splits, note = _read_imagefolder_archive(archive, info.classes, info.mode)
+                return splits, _described("archive", archive, note)
     return None
 
 

@@ -18,6 +18,13 @@ from .recipes import (ABLATION_ROWS, COARSE_TO_FINE_AUGMENTATION, FINE_OF_COARSE
                       TABLE8_BETA, TABLE8_DATASETS, TABLE8_NETWORKS, benchmark_recipe, make_config)
 
 METHODS = ("ce", "mixup", "manifold_mixup", "am_mixup")
+#: AM-mixup's beta values of the beta-sensitivity sweep (notebook 04). Eq. 6 gives lambda = exp(-beta * acc)
+#: with acc in [0, 1], so lambda can fall below 0.5 (and the one-sided label flip to the partner's class,
+#: Eq. 5) only when beta > ln 2 = 0.693: here 1.0 and 1.5. beta = 0 keeps lambda at 1 (no mixing).
+BETA_SWEEP = (0.0, 0.1, 0.2, 0.34, 0.5, 0.67, 1.0, 1.5)
+#: Runs of the data-copy experiment (results/data_copy/<profile>/): CIFAR-10-LT at imbalance 100 with the
+#: Table 3 recipe, on the CIFAR-10 copy as it is ("original") and on that copy JPEG-encoded once more ("q75").
+DATA_COPY_DATASET, DATA_COPY_IMB = "cifar10_lt", 100
 
 
 def as_list(value) -> list:
@@ -34,6 +41,45 @@ def table2_configs(profile: str, methods=METHODS, seeds=(0,), beta: float = 0.34
     """Table 2: CNN-Vis2D on Mini-CIFAR-LT (imbalance 200), one run per method and seed."""
     return [make_config("motivation", profile, dataset="mini_cifar_lt", method=m, seed=s, beta=beta,
                         device=device, experiment="table2", **overrides)
+            for m in methods for s in seeds]
+
+
+def beta_sweep_configs(profile: str, betas=BETA_SWEEP, seeds=(0, 1), device: str = "auto",
+                       **overrides) -> list[RunConfig]:
+    """Beta sensitivity (notebook 04): AM-mixup on Mini-CIFAR-LT with the Table 2 recipe (CNN-Vis2D),
+    one run per beta and seed, experiment "beta_sweep"."""
+    return [make_config("motivation", profile, dataset="mini_cifar_lt", method="am_mixup", seed=s, beta=float(b),
+                        device=device, experiment="beta_sweep", **overrides)
+            for b in betas for s in seeds]
+
+
+def data_copy_label(copy: str = "original", quality: int = 75) -> str:
+    """``extra.data_copy`` of a data-copy run: "original" (the copy as it is) or "q<quality>" (re-encoded
+    once more at that JPEG quality); ``copy`` is "original", "reencoded" (at ``quality``) or "q<N>"."""
+    if copy == "original":
+        return "original"
+    if copy == "reencoded":
+        label = f"q{quality}"
+    elif isinstance(copy, str) and copy[:1] == "q" and copy[1:].isdigit():
+        label = copy
+    else:
+        raise ValueError(f"copy must be 'original', 'reencoded' or 'q<quality>' (e.g. 'q75'), got {copy!r}")
+    if not 1 <= int(label[1:]) <= 100:
+        raise ValueError(f"the JPEG quality of copy {copy!r} must lie in 1..100")
+    return label
+
+
+def data_copy_configs(profile: str, copy: str = "original", seeds=(0, 1), methods=("ce", "am_mixup"),
+                      quality: int = 75, device: str = "auto", **overrides) -> list[RunConfig]:
+    """The data-copy experiment: ResNet32 on CIFAR-10-LT (imbalance 100, the Table 3 recipe) per method and
+    seed, on the copy as it is (``copy="original"``) or re-encoded once more (``copy="reencoded"`` at
+    ``quality``, or ``copy="q75"``); ``extra.data_copy`` ("original" / "q75") is part of the run id, so
+    the two copies never share a record. Which images a run reads is set by the environment
+    (AMIXUP_DATA_PATH, AMIXUP_CACHE_DIR): run them with :func:`amixup.data_copy.run`, which sets it and
+    checks every record's data source."""
+    label = data_copy_label(copy, quality)
+    return [make_config("cifar_lt", profile, dataset=DATA_COPY_DATASET, imb_factor=DATA_COPY_IMB, method=m, seed=s,
+                        device=device, experiment="data_copy", extra={"data_copy": label}, **overrides)
             for m in methods for s in seeds]
 
 

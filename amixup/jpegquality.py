@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import io
 import json
 import re
@@ -125,12 +126,27 @@ def located_copy_note(source_text: str) -> str | None:
     return None
 
 
+def _sha256(path: Path) -> str | None:
+    if not Path(path).is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def reencode(source, dest, quality: int) -> dict:
     """Write ``source`` (an ImageFolder archive or folder) to ``dest`` with every JPEG decoded and
     encoded once more at ``quality`` (same names, same chroma subsampling; other files copied).
 
     ``dest`` ending in .tar.gz / .tgz is a gzip tar archive (reproducible: sorted order is kept from a
-    folder, no timestamps), else a folder. Returns counts and the sizes before and after."""
+    folder, no timestamps), else a folder. At its top it holds ``amixup.data.COPY_MARKER`` (JSON: the
+    qualities of every re-encoding by this tool, in order, and the source's name and SHA-256), so the
+    data source of a run on it says "JPEG-encoded once more at quality Q" although the file name is the
+    source's. Returns counts and the sizes before and after."""
+    from .data import COPY_MARKER
+
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"quality must be in 1..100, got {quality}")
     dest = Path(dest)
@@ -138,14 +154,30 @@ def reencode(source, dest, quality: int) -> dict:
         raise FileExistsError(f"{dest} exists")
     as_archive = dest.name.endswith((".tar.gz", ".tgz"))
     stats = {"quality": int(quality), "jpegs": 0, "other_files": 0, "bytes_in": 0, "bytes_out": 0}
+    marker = {"reencoded_at_quality": [], "tool": "python -m amixup.jpegquality reencode",
+              "from": Path(source).name, "from_sha256": _sha256(source)}
     tmp = dest.with_name(dest.name + ".partial")
     raw = None
+
+    def write(name, out):
+        if as_archive:
+            member = tarfile.TarInfo(name)
+            member.size, member.mode, member.mtime = len(out), 0o644, 0
+            tar.addfile(member, io.BytesIO(out))
+        else:
+            path = tmp / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(out)
+
     try:
         if as_archive:
             raw = open(tmp, "wb")
             gz = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)
             tar = tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT)
         for name, payload in _jpeg_members(source):
+            if Path(name).name == COPY_MARKER and name.count("/") <= 1:  # the source's own marker: carried on
+                marker["reencoded_at_quality"] = list(json.loads(payload)["reencoded_at_quality"])
+                continue
             out = payload
             if name.lower().endswith(JPEG_SUFFIXES):
                 with Image.open(io.BytesIO(payload)) as im:
@@ -161,14 +193,10 @@ def reencode(source, dest, quality: int) -> dict:
                 stats["other_files"] += 1
             stats["bytes_in"] += len(payload)
             stats["bytes_out"] += len(out)
-            if as_archive:
-                member = tarfile.TarInfo(name)
-                member.size, member.mode, member.mtime = len(out), 0o644, 0
-                tar.addfile(member, io.BytesIO(out))
-            else:
-                path = tmp / name
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(out)
+            write(name, out)
+        marker["reencoded_at_quality"].append(int(quality))
+        write(COPY_MARKER, (json.dumps(marker, indent=1) + "\n").encode())
+        stats["marker"] = marker
         if as_archive:
             tar.close()
             gz.close()

@@ -105,3 +105,60 @@ def lambda_trajectory(records, path=None):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110)
     return fig
+
+
+def _by_beta(records):
+    betas = sorted({float(r["config"]["beta"]) for r in records})
+    colours = dict(zip(betas, sns.color_palette("viridis", len(betas))))
+    return betas, colours
+
+
+def accuracy_vs_beta(records, path=None):
+    """Last-epoch test accuracy (all, few) of the AM-mixup beta sweep against beta: mean over seeds with
+    the std as error bars (none with one seed); the dotted line is beta = ln 2, above which lambda can
+    fall below 0.5."""
+    from .tables import beta_summary
+
+    summary = beta_summary(records)
+    if summary.empty:
+        raise ValueError("no beta-sweep record")
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for metric, label, marker in (("acc_all", "all classes", "o"), ("acc_few", "few classes", "s")):
+        ax.errorbar(summary["beta"], summary[f"{metric}_mean"], yerr=summary[f"{metric}_std"].fillna(0.0),
+                    marker=marker, capsize=3, lw=1.5, label=label)
+    ax.axvline(np.log(2), color="0.5", lw=0.8, ls=":", label="beta = ln 2")
+    seeds = sorted({r["config"]["seed"] for r in records})
+    ax.set_xlabel("beta (Eq. 6)"), ax.set_ylabel("test accuracy, last epoch (%)")
+    ax.set_title(f"AM-mixup on {records[0]['config']['dataset']}, seeds {seeds}", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def lambda_by_beta(records, path=None):
+    """lambda_am per epoch (Eq. 6) of each run of the beta sweep, coloured by beta (one line per seed);
+    the dotted line is 0.5, below which the one-sided label flips to the partner's class (Eq. 5)."""
+    records = [r for r in records if any(v is not None for v in r["lambda_trajectory"])]
+    if not records:
+        raise ValueError("no beta-sweep record with a lambda trajectory")
+    betas, colours = _by_beta(records)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    labelled = set()
+    for rec in sorted(records, key=lambda r: (float(r["config"]["beta"]), r["config"]["seed"])):
+        beta = float(rec["config"]["beta"])
+        epochs = [h["epoch"] for h in rec["history"]]
+        ax.plot(epochs, rec["lambda_trajectory"], lw=1.3, color=colours[beta],
+                label=None if beta in labelled else f"beta {beta:g}")
+        labelled.add(beta)
+    ax.axhline(0.5, color="0.5", lw=0.8, ls=":")
+    ax.set_xlabel("epoch"), ax.set_ylabel("lambda_am")
+    ax.set_ylim(min(0.45, min(min(r["lambda_trajectory"]) for r in records) - 0.03), 1.02)
+    ax.legend(fontsize=7, loc="lower left", ncol=2)
+    fig.tight_layout()
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+    return fig

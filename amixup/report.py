@@ -341,27 +341,89 @@ def claims(runs: pd.DataFrame, located, claim_list=CLAIMS) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- data copy
 
-def data_copy(records_with_paths) -> pd.DataFrame:
+COPY_METRICS = ("acc_all", "acc_few")
+GAP_DATASET, GAP_IMB = "cifar10_lt", 100  # the Table 3 cells the data-copy experiment is set beside
+
+
+def _copy_label(record) -> str:
+    return str(record["config"].get("extra", {}).get("data_copy", "?"))
+
+
+def data_copy_records(records_with_paths) -> tuple[list[dict], list[str]]:
+    """(records under results/data_copy/ whose data source is the copy they are labelled with,
+    "run id: why" of those that are not: amixup.data_copy.check_source)."""
+    from .data_copy import DataCopyError, check_source
+
+    kept, rejected = [], []
+    for path, rec in records_with_paths:
+        if not path.startswith(DATA_COPY_DIR + "/"):
+            continue
+        try:
+            check_source(_copy_label(rec), rec["data"]["source"], "the data")
+            kept.append(rec)
+        except (DataCopyError, ValueError) as err:
+            rejected.append(f"{rec['run_id']}: {str(err).split('. Give each copy')[0]}")
+    return kept, rejected
+
+
+def paper_gap(cell_rows: pd.DataFrame, dataset: str = GAP_DATASET, imb: float = GAP_IMB) -> pd.DataFrame:
+    """Per method, our paper-profile Table 3 mean, the paper's and the difference (the gap) of each
+    COPY_METRICS on ``dataset`` at imbalance ``imb``: the paper's own row, else its reproduction of the baseline."""
+    part = cell_rows[(cell_rows["table"] == 3) & (cell_rows["dataset"] == dataset)
+                     & (cell_rows["imb_factor"].map(lambda v: _text(float(v)) if pd.notna(v) else "") == _text(float(imb)))]
+    rows = []
+    for method, sub in part.groupby("method", sort=False):
+        row = {"method": method}
+        for metric in COPY_METRICS:
+            hit = sub[sub["metric"] == metric]
+            hit = next((hit[hit["source"] == s] for s in ("paper", "paper_reproduced") if (hit["source"] == s).any()),
+                       hit.iloc[:0])
+            if len(hit):
+                row |= {f"ours_{metric}": hit["ours_mean"].iloc[0], f"paper_{metric}": hit["paper_mean"].iloc[0],
+                        f"gap_{metric}": hit["diff"].iloc[0]}
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    return _order(out).sort_values("_m").drop(columns="_m").reset_index(drop=True) if len(out) else out
+
+
+def data_copy(records_with_paths, gap: pd.DataFrame | None = None) -> pd.DataFrame:
     """Runs under results/data_copy/ (config.extra.data_copy labels the copy: "original" or e.g. "q75"),
-    accuracy per dataset, method and copy, and each re-encoded copy's paired difference to the original."""
-    recs = [r for p, r in records_with_paths if p.startswith(DATA_COPY_DIR + "/")]
+    one row per profile, dataset, method and copy: last-epoch accuracy (all, few; mean and std over seeds)
+    and, for a re-encoded copy, the paired difference to the original over matching seeds with
+    scipy's ttest_rel (the measured cost of one more JPEG compression step), beside the method's
+    CIFAR-10-LT gap to the paper (``gap``: :func:`paper_gap`). Records whose data source is not their
+    copy are left out (:func:`data_copy_records`)."""
+    recs, _ = data_copy_records(records_with_paths)
     if not recs:
         return pd.DataFrame()
     runs = runs_frame(recs)
-    runs["copy"] = runs["run_id"].map({r["run_id"]: str(r["config"].get("extra", {}).get("data_copy", "?"))
-                                       for r in recs})
+    runs["copy"] = runs["run_id"].map({r["run_id"]: _copy_label(r) for r in recs})
+    gaps = gap.set_index("method") if gap is not None and len(gap) else pd.DataFrame()
     rows = []
-    for (dataset, imb, method), part in runs.groupby(["dataset", "paper_imb", "method"], sort=True, dropna=False):
-        original = part[part["copy"] == "original"].groupby("seed")["acc_all"].mean().to_dict()
+    keys = ["profile", "dataset", "paper_imb", "method"]
+    for (profile, dataset, imb, method), part in runs.groupby(keys, sort=False, dropna=False):
+        per_seed = {m: part[part["copy"] == "original"].groupby("seed")[m].mean().to_dict() for m in COPY_METRICS}
         for copy, sub in part.groupby("copy", sort=True):
-            values = sub["acc_all"].astype(float)
-            n, diff, p = paired(sub.groupby("seed")["acc_all"].mean().to_dict(), original) \
-                if copy != "original" else (0, math.nan, math.nan)
-            rows.append({"dataset": dataset, "imb_factor": imb, "method": method, "copy": copy,
-                         "acc_all_mean": values.mean(), "acc_all_std": values.std(ddof=1) if len(values) > 1 else math.nan,
-                         "runs": len(values), "paired_seeds": n, "diff_vs_original": diff, "p_ttest_rel": p,
-                         "data_source": _join(sub["data_source"])})
-    return pd.DataFrame(rows)
+            row = {"profile": profile, "dataset": dataset, "imb_factor": imb, "method": method, "copy": copy,
+                   "runs": len(sub), "seeds": _join(sub["seed"])}
+            for m in COPY_METRICS:
+                values = sub[m].astype(float)
+                row |= {f"{m}_mean": values.mean(), f"{m}_std": values.std(ddof=1) if len(values) > 1 else math.nan}
+            row["paired_seeds"] = 0
+            for m in COPY_METRICS:
+                n, diff, p = (paired(sub.groupby("seed")[m].mean().to_dict(), per_seed[m]) if copy != "original"
+                              else (0, math.nan, math.nan))
+                row |= {"paired_seeds": n, f"diff_{m}": diff, f"p_{m}": p}
+            for m in COPY_METRICS:
+                row[f"gap_{m}"] = (gaps.loc[method, f"gap_{m}"] if method in gaps.index and f"gap_{m}" in gaps
+                                   and dataset == GAP_DATASET and _text(float(imb)) == _text(float(GAP_IMB))
+                                   else math.nan)
+            row["data_source"] = _join(sub["data_source"])
+            rows.append(row)
+    out = pd.DataFrame(rows)
+    out["_copy"] = out["copy"] != "original"
+    out = _order(out).sort_values(["profile", "dataset", "imb_factor", "_m", "_copy", "copy"])
+    return out.drop(columns=["_m", "_copy"]).reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- output
@@ -397,7 +459,8 @@ def _order(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(_m=frame["method"].map(lambda m: (_rank(m), m)))
 
 
-def _markdown(cell_rows, short, rest, claim_rows, copy_rows, located, notes) -> str:
+def _markdown(cell_rows, short, rest, claim_rows, copy_rows, located, notes, gap=None, rejected=()) -> str:
+    gap = pd.DataFrame() if gap is None else gap
     status = cell_rows["status"].map(lambda s: s if s.startswith("missing") else "compared")
     counts = pd.crosstab(cell_rows["table"], status)
     counts.insert(0, "cells", counts.sum(axis=1))
@@ -452,14 +515,30 @@ def _markdown(cell_rows, short, rest, claim_rows, copy_rows, located, notes) -> 
     out += ["", "## The paper's claims on our runs", "", _md_table(claim_rows)]
     out += ["", "## Data copy: does the JPEG re-encoding explain the CIFAR-10-LT gap?", ""]
     out += [f"The CIFAR-10 copy here: {n}" for n in notes if "cifar10" in n] or ["The CIFAR-10 copy: not measured."]
+    out += ["", f"The gap: our paper-profile Table 3 runs on CIFAR-10-LT (imbalance {GAP_IMB}) minus the paper's "
+            "(last-epoch accuracy; `gap_*` = ours - paper):", ""]
+    out.append("none of our runs is in those cells yet" if gap.empty else _md_table(gap))
     out.append("")
     if copy_rows.empty:
-        out += ["Not run yet. Runs on the copy and on a copy re-encoded once more "
-                "(`python -m amixup.jpegquality reencode cifar10-jpeg.tar.gz <dir>/cifar10-jpeg.tar.gz --quality Q`, "
-                "used with `AMIXUP_DATA_PATH=<dir>` and a separate `AMIXUP_CACHE_DIR`) go under `results/data_copy/` "
-                "with `extra.data_copy` set to `original` or `qQ`."]
+        out += ["Not run yet: the data-copy experiment has no records under `results/data_copy/`. It trains CE and "
+                f"AM-mixup on {GAP_DATASET} (imbalance {GAP_IMB}, the Table 3 recipe) with the same seeds on the copy "
+                "as it is (`original`) and on the copy JPEG-encoded once more at its quality (`q75`, made with "
+                "`python -m amixup.jpegquality reencode`): `python -m amixup.data_copy --profile paper --copy original "
+                "--data DIR --cache CACHE` and `--copy q75 --data DIR-q75 --cache CACHE-q75` (README, \"Data-copy "
+                "experiment\")."]
     else:
-        out.append(_md_table(copy_rows))
+        out += ["Per copy (mean and std over seeds, last epoch):", "",
+                _md_table(copy_rows[["profile", "dataset", "imb_factor", "method", "copy", "runs", "seeds",
+                                     "acc_all_mean", "acc_all_std", "acc_few_mean", "acc_few_std", "data_source"]]),
+                "", "The measured cost of one more compression step (re-encoded minus original, paired over matching "
+                f"seeds, `scipy.stats.ttest_rel`, two-sided) beside the method's gap to the paper:", ""]
+        again = copy_rows[copy_rows["copy"] != "original"]
+        out.append("no re-encoded copy has runs yet" if again.empty else _md_table(
+            again[["profile", "method", "copy", "paired_seeds", "diff_acc_all", "p_acc_all", "diff_acc_few",
+                   "p_acc_few", "gap_acc_all", "gap_acc_few"]]))
+    if rejected:
+        out += ["", "Left out (the data source is not the copy the run is labelled with):", ""]
+        out += [f"- {r}" for r in rejected]
     return "\n".join(out) + "\n"
 
 
@@ -471,12 +550,14 @@ def build(results_dir, paper: pd.DataFrame, located, notes=None) -> dict[str, st
     notes = measured_notes(records) if notes is None else list(notes)
     cell_rows = cells(paper, runs, located)
     short, rest = shorter_profiles(paper, runs), unmapped(paper, runs)
-    claim_rows, copy_rows = claims(runs, located), data_copy(with_paths)
+    gap = paper_gap(cell_rows)
+    claim_rows, copy_rows = claims(runs, located), data_copy(with_paths, gap)
+    rejected = data_copy_records(with_paths)[1]
     if not short.empty:
         short = _order(short).sort_values(["table", "dataset", "imb_factor", "network", "_m", "metric", "profile"],
                                           na_position="first").drop(columns="_m")
-    cell_rows, short, copy_rows = _round(cell_rows), _round(short), _round(copy_rows)
-    md = _markdown(cell_rows, short, rest, claim_rows, copy_rows, list(located), notes)
+    cell_rows, short, copy_rows, gap = _round(cell_rows), _round(short), _round(copy_rows), _round(gap)
+    md = _markdown(cell_rows, short, rest, claim_rows, copy_rows, list(located), notes, gap, rejected)
     return {"REPORT.md": md, "REPORT.csv": cell_rows.to_csv(index=False, lineterminator="\n"),
             "REPORT_claims.csv": claim_rows.to_csv(index=False, lineterminator="\n")}
 

@@ -1,6 +1,8 @@
 """JPEG quality from quantisation tables, and re-encoding an ImageFolder copy at a quality."""
 
+import hashlib
 import io
+import json
 import re
 import tarfile
 from pathlib import Path
@@ -70,7 +72,10 @@ def test_reencode_archive_keeps_names_and_layout_and_sets_the_quality(tmp_path):
     assert info["quality"] == 50 and info["exact"] == info["sampled"] == 10 and info["subsampling"] == "4:2:0"
     assert copy_quality(src, sample=100, stride=3)["sampled"] == 4  # files 1, 4, 7, 10 of 10
     with tarfile.open(src) as a, tarfile.open(tmp_path / "tiny-q50.tar.gz") as b:
-        assert sorted(m.name for m in a if m.isfile()) == sorted(m.name for m in b)
+        assert sorted([m.name for m in a if m.isfile()] + ["amixup-copy.json"]) == sorted(m.name for m in b)
+        marker = json.load(b.extractfile("amixup-copy.json"))
+        assert marker["reencoded_at_quality"] == [50] and marker["from"] == "tiny-jpeg.tar.gz"
+        assert marker["from_sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
         img = Image.open(b.extractfile("copy/train/cat/0001.jpg"))
         assert img.size == (32, 32) and img.mode == "RGB"
     # reproducible bytes, and no overwriting
@@ -100,7 +105,24 @@ def test_reencoded_archive_is_read_by_the_data_loader(tmp_path, monkeypatch):
     monkeypatch.setenv("AMIXUP_CACHE_DIR", str(tmp_path / "cache"))
     train = load_cifar10("train", sources=("imagefolder",))
     assert tuple(train.images.shape) == (10, 3, 32, 32) and train.labels.tolist() == list(range(10))
-    assert "cifar10-jpeg.tar.gz" in train.source
+    # the copy's marker names the extra encoding step, so records on the two copies differ in data source
+    assert train.source == ("imagefolder archive cifar10-jpeg.tar.gz (lossy JPEG re-encoding; "
+                            "JPEG-encoded once more at quality 40 (amixup-copy.json))")
+    assert load_cifar10("test").source == "cache cifar10.pt of " + train.source
+    monkeypatch.setenv("AMIXUP_DATA_PATH", str(tmp_path))
+    monkeypatch.setenv("AMIXUP_CACHE_DIR", str(tmp_path / "cache-src"))
+    (tmp_path / "src.tar.gz").rename(tmp_path / "cifar10-jpeg.tar.gz")
+    assert load_cifar10("train").source == "imagefolder archive cifar10-jpeg.tar.gz (lossy JPEG re-encoding)"
+    # re-encoding a re-encoded copy carries the earlier steps on
+    stats = reencode(tmp_path / "copy" / "cifar10-jpeg.tar.gz", tmp_path / "twice", 30)
+    assert stats["marker"]["reencoded_at_quality"] == [40, 30] and stats["other_files"] == 0
+    monkeypatch.setenv("AMIXUP_DATA_PATH", str(tmp_path / "twice"))
+    monkeypatch.setenv("AMIXUP_CACHE_DIR", str(tmp_path / "cache-twice"))
+    (tmp_path / "twice").rename(tmp_path / "twice-cifar10")
+    (tmp_path / "twice").mkdir()
+    (tmp_path / "twice-cifar10").rename(tmp_path / "twice" / "cifar10")
+    assert load_cifar10("train").source == ("imagefolder folder cifar10 (JPEG-encoded 2 more times, at quality "
+                                            "40 then 30 (amixup-copy.json))")
 
 
 def test_reencode_folder_to_folder(tmp_path):

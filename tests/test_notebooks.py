@@ -122,3 +122,30 @@ def test_notebook_05_parameters_and_committed_smoke_outputs():
     assert nb["metadata"]["papermill"]["parameters"] == {"networks": '["vgg11"]'}
     text = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
     assert "4 of 12 runs have a record" in text and "data not found: dataset 'cifar100' not found" in text
+
+
+def test_notebook_04_paper_profile_tabulates_existing_beta_sweep_records_and_trains_nothing(data_env, tmp_path):
+    from amixup import experiments
+    from amixup.engine import record_path, train
+
+    out = tmp_path / "results"
+    # a paper-profile record of the sweep (beta 0.34, seed 0), made from a smoke run: only its config is the paper's
+    [smoke] = experiments.beta_sweep_configs("smoke", [0.34], [0], train_subset=400, test_subset=200)
+    rec = train(smoke, tmp_path / "smoke", progress=False)
+    paper = experiments.beta_sweep_configs("paper", [0.34], [0])[0]
+    rec = {**rec, "run_id": paper.run_id(), "config": paper.to_dict()}
+    record_path(paper, out).parent.mkdir(parents=True)
+    record_path(paper, out).write_text(json.dumps(rec))
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.json")}
+    nb = tmp_path / "04.ipynb"
+    papermill.execute_notebook(str(NOTEBOOKS / "04_ablation.ipynb"), str(nb), kernel_name="python3",
+                               parameters={"profile": "paper", "train_missing": False, "results_dir": str(out)},
+                               progress_bar=False, cwd=str(NOTEBOOKS))
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.json")} == before  # nothing trained
+    text = "".join("".join(o.get("text", "")) for c in json.loads(nb.read_text())["cells"] for o in c.get("outputs", []))
+    assert "beta sweep: 16 runs (beta [0.0, 0.1, 0.2, 0.34, 0.5, 0.67, 1.0, 1.5], seeds [0, 1]), 100 epochs" in text
+    assert "1 of 16 beta-sweep runs have a record" in text and "beta_sweep-mini_cifar_lt-cnn_vis2d-am_mixup-s1-" in text
+    assert "not started" in text
+    table = pd.read_csv(out / "beta_sweep.csv")
+    assert table["beta"].tolist() == [0.34] and table["acc_all_mean"].item() == rec["metrics"]["last"]["acc_all"]
+    assert (out / "fig_beta_accuracy.png").stat().st_size > 5_000 and (out / "fig_beta_lambda.png").stat().st_size > 5_000

@@ -192,18 +192,43 @@ def test_claim_direction_only_contradicted_and_untestable(tmp_path):
 # --------------------------------------------------------------------------- data copy and the whole report
 
 def test_data_copy_section_from_records_under_data_copy(tmp_path):
+    from amixup.data_copy import expected_source
+
     paper = report.load_paper()
+    write(tmp_path, [make_record("table3", "cifar10_lt", "ce", s, imb=100, acc=64.0, few=35.0) for s in range(2)])
     empty = report.build(tmp_path, paper, ["cifar10"], notes=[])
-    assert "Not run yet." in empty["REPORT.md"]
-    recs = [make_record("data_copy", "cifar10_lt", "ce", s, imb=100, extra={"data_copy": c}, acc=v)
-            for c, values in (("original", [64.0, 63.0, 65.0]), ("q50", [60.0, 60.5, 62.0])) for s, v in enumerate(values)]
-    write(tmp_path, recs, folder="data_copy")
-    rows = report.data_copy(report.read_run_records(tmp_path)).set_index("copy")
-    assert rows.loc["q50", "paired_seeds"] == 3 and rows.loc["q50", "diff_vs_original"] == pytest.approx(-3.1666, abs=1e-3)
-    assert rows.loc["q50", "p_ttest_rel"] == pytest.approx(stats.ttest_rel([60, 60.5, 62], [64, 63, 65]).pvalue)
+    assert "Not run yet: the data-copy experiment has no records" in empty["REPORT.md"]
+    assert "| ce | 64 | 71.86 | -7.86 | 35 | 51.92 | -16.92 |" in empty["REPORT.md"]  # the gap is shown all the same
+    q50 = "cache cifar10.pt of " + expected_source("q50")
+    recs = [make_record("data_copy", "cifar10_lt", m, s, imb=100, extra={"data_copy": c}, acc=v + shift, few=f)
+            for m, shift in (("ce", 0.0), ("am_mixup", 3.0))
+            for c, values, few in (("original", [64.0, 63.0, 65.0], [30.0, 31.0, 29.0]),
+                                   ("q50", [60.0, 60.5, 62.0], [28.0, 27.0, 28.5]))
+            for s, (v, f) in enumerate(zip(values, few))]
+    for r in recs:
+        if r["config"]["extra"]["data_copy"] == "q50":
+            r["data"]["source"] = q50
+    # a run labelled q50 that read the original copy is left out, and named
+    stray = make_record("data_copy", "cifar10_lt", "ce", 7, imb=100, extra={"data_copy": "q50"}, acc=0.0)
+    write(tmp_path, recs + [stray], folder="data_copy")
+    rows = report.data_copy(report.read_run_records(tmp_path))
+    ce = rows[rows["method"] == "ce"].set_index("copy")
+    assert list(rows["method"]) == ["ce", "ce", "am_mixup", "am_mixup"] and list(rows["copy"][:2]) == ["original", "q50"]
+    assert ce.loc["q50", "paired_seeds"] == 3 and ce.loc["q50", "runs"] == 3 and ce.loc["q50", "seeds"] == "0; 1; 2"
+    assert ce.loc["q50", "diff_acc_all"] == pytest.approx(-3.1666, abs=1e-3)
+    assert ce.loc["q50", "p_acc_all"] == pytest.approx(stats.ttest_rel([60, 60.5, 62], [64, 63, 65]).pvalue)
+    assert ce.loc["q50", "diff_acc_few"] == pytest.approx(np.mean([-2, -4, -0.5]))
+    assert ce.loc["q50", "p_acc_few"] == pytest.approx(stats.ttest_rel([28, 27, 28.5], [30, 31, 29]).pvalue)
+    assert ce.loc["original", "acc_few_mean"] == 30.0 and math.isnan(ce.loc["original", "diff_acc_all"])
+    assert "JPEG-encoded once more at quality 50" in ce.loc["q50", "data_source"]
     files = report.build(tmp_path, paper, ["cifar10"], notes=[])
-    assert "Not run yet." not in files["REPORT.md"] and "| q50 |" in files["REPORT.md"]
-    assert "| data_copy |" not in files["REPORT.md"]  # not among the runs compared with (or left out of) the paper
+    md = files["REPORT.md"]
+    assert "Not run yet" not in md and "| paper | cifar10_lt | 100 | ce | q50 | 3 | 0; 1; 2 |" in md
+    # the cost of the extra step beside the gap to the paper (Table 3 CE, paper profile: 64 - 71.86)
+    assert "| paper | ce | q50 | 3 | -3.1667 |" in md and "| -7.86 | -16.92 |" in md
+    assert "Left out (the data source is not the copy the run is labelled with)" in md
+    assert f"- {stray['run_id']}: the data of copy 'q50' came from " in md
+    assert "| data_copy |" not in md  # not among the runs compared with (or left out of) the paper
 
 
 def test_report_is_deterministic_and_states_its_measured_inputs(tmp_path):
