@@ -222,7 +222,7 @@ def _stop_mps(variables: dict, quiet: bool = False) -> None:
 
 
 @contextlib.contextmanager
-def cuda_mps(required: bool = False):
+def cuda_mps(required: bool = False, *, stacklevel: int = 3):
     """Context with a CUDA MPS control daemon answering; yields the variables to give its client processes.
 
     A daemon that already answers (at ``CUDA_MPS_PIPE_DIRECTORY`` if set, else at NVIDIA's default
@@ -230,7 +230,8 @@ def cuda_mps(required: bool = False):
     (folders from ``CUDA_MPS_PIPE_DIRECTORY`` / ``CUDA_MPS_LOG_DIRECTORY``, else under a new
     temporary directory), checked with ``get_server_list``, and stopped with ``quit`` on exit, on
     errors too. Where MPS cannot be used: ``RuntimeError`` if ``required``, else one
-    :class:`MPSWarning` and ``{}`` (the clients run without MPS).
+    :class:`MPSWarning` and ``{}`` (the clients run without MPS); ``stacklevel`` is the warning's
+    (3: the ``with`` statement's line).
     """
     try:
         variables, started, tmp = _start_mps()
@@ -238,7 +239,7 @@ def cuda_mps(required: bool = False):
         if required:
             raise RuntimeError(f"mps='on' but CUDA MPS cannot be used: {err}") from None
         warnings.warn(f"CUDA MPS cannot be used ({err}); the worker processes share the GPU without it",
-                      MPSWarning, stacklevel=3)
+                      MPSWarning, stacklevel=stacklevel)
         yield {}
         return
     if started:
@@ -303,7 +304,7 @@ def run_sweep(configs, results_dir, *, workers="auto", devices=None, progress: b
         failures = []
         with contextlib.ExitStack() as stack:
             if _wants_mps(mps, worker_devices):  # stopped on leaving, after every worker has ended
-                env.update(stack.enter_context(cuda_mps(required=mps == "on")))
+                env.update(stack.enter_context(cuda_mps(required=mps == "on", stacklevel=5)))  # run_sweep's caller
             pool = stack.enter_context(ThreadPoolExecutor(max_workers=workers))
             futures = [pool.submit(launch, i, c) for i, c in enumerate(todo)]
             try:

@@ -79,8 +79,9 @@ FORMULAS = {
     "projected_200_s": "first_epoch_s + 199 * steady_epoch_s + ceil(200 / checkpoint_every) * checkpoint_s "
                        "(checkpoint term 0 where checkpoint_s is null); process start, data loading and the final "
                        "record are not in it (see fixed_s)",
-    "fixed_s": "wall_s of the run minus the wall time of its epochs: process start, imports, data, model, final "
-               "record (solo); concurrent: sweep wall minus the longest run's history seconds (includes checkpoints)",
+    "fixed_s": "solo: wall_s minus the time of its epochs (history[1].seconds + the wall time of epochs 2..E, "
+               "checkpoints included): process start, imports, data, model, final record; concurrent: sweep wall "
+               "minus the longest run's last history seconds (includes start-up, checkpoints and records)",
     "runs_per_hour": "solo: 3600 / projected_200_s; concurrent: runs_per_hour_measured",
     "runs_per_hour_measured": "concurrent: (K * epochs / sweep wall seconds) * 3600 / 200, everything included "
                               "(start-up and first epochs weigh more in a short benchmark than in a 200-epoch run); "
@@ -329,7 +330,9 @@ def summarise(phase: dict, raw: dict | None, wall: float) -> dict:
     runs = [summarise_run(r) for r in raw["runs"]]
     first = runs[0]
     if phase["kind"] == "solo":
-        epoch_span = sum(raw["runs"][0].get("epoch_wall") or []) or None
+        walls, seconds = raw["runs"][0].get("epoch_wall") or [], [h["seconds"] for h in raw["runs"][0]["history"]]
+        # the first epoch's wall time also holds the set-up before it: count its history seconds instead
+        epoch_span = seconds[0] + sum(walls[1:]) if walls and seconds else None
         out.update({k: first[k] for k in ("epochs_done", "first_epoch_s", "steady_epoch_s", "checkpoint_s",
                                           "projected_200_s", "first_train_loss", "test_acc")})
         out["fixed_s"] = wall - epoch_span if epoch_span is not None and "train_wall_s" in raw else None

@@ -32,7 +32,7 @@ def test_a_failing_worker_is_reported(data_env, tmp_path):
     bad = config.__class__.from_dict({**config.to_dict(), "device": "cuda:7"})
     with pytest.raises(RuntimeError, match="runs failed"):
         sweep.run_sweep([bad, bad.__class__.from_dict({**bad.to_dict(), "seed": 1})], tmp_path, workers=2,
-                        progress=False)
+                        mps="off", progress=False)  # (two runs on one GPU: MPS is tested below)
 
 
 def test_submitit_submission_trains_the_pending_runs_and_skips_them_after(data_env, tmp_path):
