@@ -9,7 +9,7 @@ projects each phase to the paper's 200-epoch run:
 * ``static_bf16``    the same in bf16 autocast (``--bf16``);
 * ``concurrent_K``   K static runs at once (seeds seed..seed+K-1) through ``amixup.sweep.run_sweep(...,
                      workers=K, devices=[device], mps="auto")``: K processes on the device, under CUDA MPS on a GPU
-                     (``--concurrent 4,8,12``);
+                     (``--concurrent 4,8,12``; ``--mps off`` for the same without MPS);
 * ``static_ckpt_end`` / ``static_eval2048``  the static run with ``checkpoint_every=epochs`` (one checkpoint, at
                      the end) / with ``eval_batch_size=2048`` (``--variants``).
 
@@ -144,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrent", type=_k_list, default=None, metavar="K1,K2",
                         help="numbers of concurrent static runs, one phase each (default: 4,8,12; 2 with --tiny; "
                              "'none': no concurrent phase)")
+    parser.add_argument("--mps", choices=["auto", "on", "off"], default="auto",
+                        help="CUDA MPS for the concurrent phases, as amixup.sweep's mps (default: auto, i.e. on a GPU)")
     parser.add_argument("--bf16", action="store_true", help="also a solo static phase in bf16 autocast")
     parser.add_argument("--variants", action="store_true",
                         help="also the solo static phase with checkpoint_every=epochs and with eval_batch_size=2048")
@@ -197,7 +199,7 @@ def plan_phases(args, device: str, epochs: int, eager_epochs: int, concurrent_ep
     phases.append(dict(common, name="static", kind="solo", epochs=epochs, overrides=static))
     for k in ks:
         phases.append(dict(common, name=f"concurrent_{k}", kind="concurrent", k=k, epochs=concurrent_epochs,
-                           overrides=static))
+                           overrides=static, mps=args.mps))
     if args.bf16:
         phases.append(dict(common, name="static_bf16", kind="solo", epochs=epochs,
                            overrides={**static, "precision": "bf16"}))
@@ -262,10 +264,10 @@ def run_phase(phase: dict, out: Path) -> None:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", sweep.MPSWarning)
             records = sweep.run_sweep(configs, results_dir, workers=phase["k"], devices=[phase["device"]],
-                                      mps="auto", progress=False)
+                                      mps=phase["mps"], progress=False)
         sweep_wall = time.perf_counter() - start
         mps_problems = [str(w.message) for w in caught if issubclass(w.category, sweep.MPSWarning)]
-        wants = sweep._wants_mps("auto", [phase["device"]] * phase["k"])
+        wants = phase["k"] > 1 and sweep._wants_mps(phase["mps"], [phase["device"]] * phase["k"])
         result = {"sweep_wall_s": sweep_wall, "runs": [_run_summary(r) for r in records],
                   "mps": bool(wants and not mps_problems), "mps_warnings": mps_problems}
     out.write_text(json.dumps(result) + "\n")
@@ -496,7 +498,7 @@ def execute(phase: dict, timeout: float, workdir: Path) -> dict:
     result = {"name": phase["name"], "kind": phase["kind"], "status": status, "epochs": phase["epochs"],
               "overrides": phase["overrides"], "timeout_s": round(timeout, 1)}
     if phase["kind"] == "concurrent":
-        result["k"] = phase["k"]
+        result["k"], result["mps_mode"] = phase["k"], phase["mps"]
     if status != "ok":
         result["exit_code"] = proc.returncode
         result["stderr_tail"] = _tail(stderr)
