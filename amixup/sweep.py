@@ -6,22 +6,59 @@ machine as separate processes, one per GPU of ``devices`` in turn (or several pe
 with ``cpu_count / workers`` threads. On a SLURM cluster :func:`submit_slurm` sends the same
 runs as a submitit job array.
 
+Several runs per GPU with CUDA MPS. A ResNet32 step on a batch of 128 leaves most of a GPU idle,
+so a GPU is shared by several worker processes. Without MPS the GPU time-slices between their
+contexts; under NVIDIA's Multi-Process Service (MPS) the kernels of all processes run side by
+side through one server. ``run_sweep(..., mps=...)`` (command line ``--mps``) decides:
+
+* ``"auto"`` (default): MPS when the workers are processes on CUDA devices and more than one run
+  of the sweep goes to the same GPU;
+* ``"on"``: MPS for the worker processes whatever their devices (an error if it cannot start);
+* ``"off"``: never.
+
+When MPS is used the sweep finds the control daemon's folders in ``CUDA_MPS_PIPE_DIRECTORY`` and
+``CUDA_MPS_LOG_DIRECTORY`` if they are set (else NVIDIA's default ``/tmp/nvidia-mps`` when a
+daemon already answers there, else new folders under a temporary directory); if no daemon answers
+there it starts one (``nvidia-cuda-mps-control -d`` with those variables), checks that it answers
+(``echo get_server_list | nvidia-cuda-mps-control`` exits 0), gives both variables to every worker,
+and at the end, also after a failed run or Ctrl-C, stops it (``echo quit | nvidia-cuda-mps-control``)
+if, and only if, the sweep started it. A daemon that was already running is used and left running.
+Where the binary is missing or the daemon does not come up, ``"auto"`` warns once
+(:class:`MPSWarning`) and runs the workers without MPS; ``"on"`` raises ``RuntimeError``.
+MPS changes how the processes share the GPU, not what they compute: each worker is still an
+independent ``amixup.engine.train`` with its own seed, data order, lambda schedule and record.
+
+``workers="auto"`` (command line ``--workers auto``, the default) means ``per_gpu`` workers per GPU
+(``--workers-per-gpu``, default :data:`WORKERS_PER_GPU`) with MPS when the runs go to CUDA devices,
+and one worker (training in this process) on a CPU.
+
 Command line::
 
     python -m amixup.sweep --recipe cifar_lt --profile paper --set dataset=cifar10_lt \\
         --grid method=ce,mixup,manifold_mixup,am_mixup --grid imb_factor=100,50,10 --seeds 0,1,2 --workers 2
+
+    # every visible GPU, 8 runs per GPU under MPS
+    python -m amixup.sweep --recipe cifar_lt --profile paper --set dataset=cifar10_lt \\
+        --grid method=ce,mixup,manifold_mixup,am_mixup --seeds 0,1,2,3,4 --workers auto --workers-per-gpu 8
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+
+import torch
 
 from . import data
 from . import progress as progress_bars
@@ -51,18 +88,195 @@ def _worker_command(config: RunConfig, results_dir: Path, threads: int) -> list[
             "--results-dir", str(results_dir), "--threads", str(threads)]
 
 
-def run_sweep(configs, results_dir, *, workers: int = 1, devices=None, progress: bool = True) -> list[dict]:
+# --------------------------------------------------------------------------- workers per GPU, CUDA MPS
+
+#: Worker processes per GPU for ``workers="auto"``. Provisional value: issue 9 ("The engine at GPU
+#: speed") measured 11 concurrent runs of the eager engine through this sweep with MPS on one H200
+#: (2.3 epochs/s in total); 8 stands until the concurrent phases of benchmarks/gpu_throughput.py
+#: (``--concurrent 4,8,12``) are measured with the static step and committed
+#: (results/benchmarks/gpu_throughput_<device>.json): then set it to the K with the most runs per hour.
+WORKERS_PER_GPU = 8
+
+MPS_MODES = ("auto", "on", "off")
+MPS_CONTROL = "nvidia-cuda-mps-control"
+#: where an MPS control daemon started without CUDA_MPS_PIPE_DIRECTORY listens (NVIDIA's default)
+MPS_DEFAULT_PIPE_DIRECTORY = "/tmp/nvidia-mps"
+MPS_DEFAULT_LOG_DIRECTORY = "/var/log/nvidia-mps"
+_MPS_COMMAND_TIMEOUT = 10.0  # seconds for one control command
+_MPS_START_TIMEOUT = 10.0    # seconds for a started daemon to answer
+
+
+class MPSWarning(UserWarning):
+    """CUDA MPS was wanted (``mps="auto"``) but cannot be used; the workers share the GPU without it."""
+
+
+class _MPSUnavailable(Exception):
+    pass
+
+
+def _gpu_of(device: str) -> str | None:
+    """The CUDA device ("cuda:N") a run on ``device`` uses, None for a CPU (or Apple "mps") device."""
+    if device == "auto":
+        return "cuda:0" if torch.cuda.is_available() else None
+    if device == "cuda":
+        return "cuda:0"
+    return device if device.startswith("cuda:") else None
+
+
+def _resolve_workers(workers, configs, devices, per_gpu: int):
+    """``(workers, devices)`` with ``workers="auto"`` resolved: ``per_gpu`` per GPU the runs use (the
+    GPUs of ``devices``; without ``devices``, every visible GPU for runs on "auto"/"cuda"), else 1."""
+    if workers != "auto":
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be an integer >= 1 or 'auto', got {workers!r}")
+        return workers, devices
+    if isinstance(per_gpu, bool) or not isinstance(per_gpu, int) or per_gpu < 1:
+        raise ValueError(f"per_gpu must be an integer >= 1, got {per_gpu!r}")
+    if not devices and configs and all(c.device in ("auto", "cuda") for c in configs) and torch.cuda.is_available():
+        devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    used = devices if devices else [c.device for c in configs]
+    gpus = {g for g in map(_gpu_of, used) if g}
+    return (per_gpu * len(gpus) if gpus else 1), devices
+
+
+def _wants_mps(mode: str, worker_devices: list[str]) -> bool:
+    """Whether worker processes on ``worker_devices`` (one per run) run under MPS."""
+    if mode == "off":
+        return False
+    if mode == "on":
+        return True
+    gpus = [g for g in map(_gpu_of, worker_devices) if g]
+    return len(gpus) > len(set(gpus))  # some GPU gets more than one run
+
+
+def _mps_control(env: dict, command: str | None = None, *args: str) -> subprocess.CompletedProcess:
+    """Run ``nvidia-cuda-mps-control`` with ``command`` on its standard input (client mode) or ``args``."""
+    if command is None:  # "-d" forks the daemon: it must not hold pipes this call would wait on
+        with tempfile.TemporaryFile("w+") as err:
+            done = subprocess.run([MPS_CONTROL, *args], env=env, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=err, text=True, timeout=_MPS_COMMAND_TIMEOUT)
+            err.seek(0)
+            done.stderr = err.read()
+        return done
+    return subprocess.run([MPS_CONTROL, *args], env=env, input=command + "\n", capture_output=True, text=True,
+                          timeout=_MPS_COMMAND_TIMEOUT)
+
+
+def _mps_answers(env: dict) -> bool:
+    try:
+        return _mps_control(env, "get_server_list").returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _start_mps() -> tuple[dict, bool, str | None]:
+    """``(variables, started, temporary folder)``: a control daemon answering at ``variables``."""
+    if shutil.which(MPS_CONTROL) is None:
+        raise _MPSUnavailable(f"{MPS_CONTROL} is not on PATH")
+    pipe = os.environ.get("CUDA_MPS_PIPE_DIRECTORY")
+    log = os.environ.get("CUDA_MPS_LOG_DIRECTORY")
+    if pipe is None and Path(MPS_DEFAULT_PIPE_DIRECTORY).is_dir():  # a daemon started with NVIDIA's defaults?
+        default = {"CUDA_MPS_PIPE_DIRECTORY": MPS_DEFAULT_PIPE_DIRECTORY,
+                   "CUDA_MPS_LOG_DIRECTORY": log or MPS_DEFAULT_LOG_DIRECTORY}
+        if _mps_answers({**os.environ, **default}):
+            return default, False, None
+    if pipe is not None and _mps_answers({**os.environ, "CUDA_MPS_PIPE_DIRECTORY": pipe,
+                                          **({"CUDA_MPS_LOG_DIRECTORY": log} if log else {})}):
+        return {"CUDA_MPS_PIPE_DIRECTORY": pipe, "CUDA_MPS_LOG_DIRECTORY": log or MPS_DEFAULT_LOG_DIRECTORY}, False, None
+    tmp = tempfile.mkdtemp(prefix="amixup-mps-") if pipe is None or log is None else None
+    variables = {"CUDA_MPS_PIPE_DIRECTORY": pipe or os.path.join(tmp, "pipe"),
+                 "CUDA_MPS_LOG_DIRECTORY": log or os.path.join(tmp, "log")}
+    env = {**os.environ, **variables}
+    try:
+        for folder in variables.values():
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        try:
+            done = _mps_control(env, None, "-d")
+        except (OSError, subprocess.TimeoutExpired) as err:
+            raise _MPSUnavailable(f"'{MPS_CONTROL} -d' failed: {err}") from None
+        if done.returncode != 0:
+            raise _MPSUnavailable(f"'{MPS_CONTROL} -d' exited {done.returncode}: {done.stderr.strip()[-500:]}")
+        deadline = time.monotonic() + _MPS_START_TIMEOUT
+        while not _mps_answers(env):
+            if time.monotonic() > deadline:
+                _stop_mps(variables, quiet=True)
+                raise _MPSUnavailable(f"the control daemon did not answer 'get_server_list' within "
+                                      f"{_MPS_START_TIMEOUT:.0f} s (its log: {variables['CUDA_MPS_LOG_DIRECTORY']})")
+            time.sleep(0.1)
+    except BaseException:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return variables, True, tmp
+
+
+def _stop_mps(variables: dict, quiet: bool = False) -> None:
+    try:
+        done = _mps_control({**os.environ, **variables}, "quit")
+        problem = None if done.returncode == 0 else f"exit {done.returncode}: {done.stderr.strip()[-300:]}"
+    except (OSError, subprocess.TimeoutExpired) as err:
+        problem = str(err)
+    if problem and not quiet:
+        warnings.warn(f"could not stop the CUDA MPS control daemon at {variables['CUDA_MPS_PIPE_DIRECTORY']} "
+                      f"('echo quit | {MPS_CONTROL}': {problem})", MPSWarning, stacklevel=3)
+
+
+@contextlib.contextmanager
+def cuda_mps(required: bool = False, *, stacklevel: int = 3):
+    """Context with a CUDA MPS control daemon answering; yields the variables to give its client processes.
+
+    A daemon that already answers (at ``CUDA_MPS_PIPE_DIRECTORY`` if set, else at NVIDIA's default
+    folder) is used and left running; otherwise one is started with ``nvidia-cuda-mps-control -d``
+    (folders from ``CUDA_MPS_PIPE_DIRECTORY`` / ``CUDA_MPS_LOG_DIRECTORY``, else under a new
+    temporary directory), checked with ``get_server_list``, and stopped with ``quit`` on exit, on
+    errors too. Where MPS cannot be used: ``RuntimeError`` if ``required``, else one
+    :class:`MPSWarning` and ``{}`` (the clients run without MPS); ``stacklevel`` is the warning's
+    (3: the ``with`` statement's line).
+    """
+    try:
+        variables, started, tmp = _start_mps()
+    except _MPSUnavailable as err:
+        if required:
+            raise RuntimeError(f"mps='on' but CUDA MPS cannot be used: {err}") from None
+        warnings.warn(f"CUDA MPS cannot be used ({err}); the worker processes share the GPU without it",
+                      MPSWarning, stacklevel=stacklevel)
+        yield {}
+        return
+    if started:
+        print(f"sweep: started the CUDA MPS control daemon (CUDA_MPS_PIPE_DIRECTORY="
+              f"{variables['CUDA_MPS_PIPE_DIRECTORY']})", file=sys.stderr)
+    try:
+        yield dict(variables)
+    finally:
+        if started:
+            _stop_mps(variables)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- sweeps
+
+def run_sweep(configs, results_dir, *, workers="auto", devices=None, progress: bool = True, mps: str = "auto",
+              per_gpu: int = WORKERS_PER_GPU) -> list[dict]:
     """Train every config not finished yet and return all records, in the order of ``configs``.
 
     ``workers=1`` trains in this process; more start one process per run, at most ``workers`` at
     a time, the i-th on ``devices[i % len(devices)]`` (e.g. ``["cuda:0", "cuda:1"]``; default: the
-    config's own device). Progress shows runs done / total and the time left.
+    config's own device). ``workers="auto"``: ``per_gpu`` processes per GPU where the runs go to CUDA
+    devices (without ``devices``, runs on "auto" or "cuda" are spread over every visible GPU), 1 on a
+    CPU. ``mps``: run the worker processes under CUDA MPS, "auto" where several runs share a GPU,
+    "on" always (an error if it cannot start), "off" never (see the module's docstring). Progress
+    shows runs done / total and the time left.
     """
     from tqdm import tqdm
 
     configs = list(configs)
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers!r}")
+    if mps not in MPS_MODES:
+        raise ValueError(f"mps must be one of {list(MPS_MODES)}, got {mps!r}")
+    workers, devices = _resolve_workers(workers, configs, devices, per_gpu)
+    if mps == "on" and workers == 1:
+        raise ValueError("mps='on' puts worker processes under CUDA MPS, but with workers=1 the runs train "
+                         "in this process: use workers > 1 (or mps='auto')")
     results_dir = Path(results_dir)
     todo = pending(configs, results_dir)
     bar = tqdm(total=len(configs), initial=len(configs) - len(todo), desc="sweep", unit="run",
@@ -71,15 +285,16 @@ def run_sweep(configs, results_dir, *, workers: int = 1, devices=None, progress:
         for config in todo:
             train(config, results_dir, progress=progress)
             bar.update(1)
-    else:
+    elif todo:
         threads = max(1, (os.cpu_count() or 1) // workers)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
         plugins = data.plugin_modules(c.dataset for c in todo)  # registered datasets reach the workers
         env["AMIXUP_PLUGINS"] = ",".join(filter(None, [os.environ.get("AMIXUP_PLUGINS"), *plugins]))
+        worker_devices = [devices[i % len(devices)] if devices else c.device for i, c in enumerate(todo)]
 
         def launch(i, config):
             if devices:
-                config = RunConfig.from_dict({**config.to_dict(), "device": devices[i % len(devices)]})
+                config = RunConfig.from_dict({**config.to_dict(), "device": worker_devices[i]})
             done = subprocess.run(_worker_command(config, results_dir, threads), env=env,
                                   capture_output=True, text=True)
             if done.returncode != 0:
@@ -87,14 +302,22 @@ def run_sweep(configs, results_dir, *, workers: int = 1, devices=None, progress:
             return config
 
         failures = []
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        with contextlib.ExitStack() as stack:
+            if _wants_mps(mps, worker_devices):  # stopped on leaving, after every worker has ended
+                env.update(stack.enter_context(cuda_mps(required=mps == "on", stacklevel=5)))  # run_sweep's caller
+            pool = stack.enter_context(ThreadPoolExecutor(max_workers=workers))
             futures = [pool.submit(launch, i, c) for i, c in enumerate(todo)]
-            for future in as_completed(futures):
-                try:
-                    future.result()
-                except RuntimeError as err:
-                    failures.append(str(err))
-                bar.update(1)
+            try:
+                for future in as_completed(futures):
+                    try:
+                        future.result()
+                    except RuntimeError as err:
+                        failures.append(str(err))
+                    bar.update(1)
+            except BaseException:  # e.g. KeyboardInterrupt: start no further run
+                for future in futures:
+                    future.cancel()
+                raise
         if failures:
             bar.close()
             raise RuntimeError(f"{len(failures)} of {len(todo)} runs failed; the others are recorded.\n" + failures[0])
@@ -122,6 +345,20 @@ def submit_slurm(configs, results_dir, *, folder="slurm_logs", cluster: str | No
     return jobs
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _workers(text: str):
+    return "auto" if text == "auto" else _positive_int(text)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m amixup.sweep", description="Run a grid of configurations x seeds.")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="motivation")
@@ -132,8 +369,15 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
     parser.add_argument("--experiment", default="sweep")
     parser.add_argument("--results-dir", default="results/runs")
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=_workers, default="auto",
+                        help="runs at a time, each in its own process (1: in this process); auto (default): "
+                             "--workers-per-gpu per GPU with CUDA MPS where the runs go to GPUs, 1 on a CPU")
+    parser.add_argument("--workers-per-gpu", type=_positive_int, default=WORKERS_PER_GPU, metavar="N",
+                        help=f"worker processes per GPU for --workers auto (default: {WORKERS_PER_GPU})")
     parser.add_argument("--devices", default=None, help="comma-separated devices the workers take in turn")
+    parser.add_argument("--mps", choices=MPS_MODES, default="auto",
+                        help="CUDA MPS for the worker processes: auto (default: when several runs share a GPU), "
+                             "on (always; an error if the daemon cannot start), off")
     parser.add_argument("--slurm", action="append", default=[], metavar="PARAM=VALUE",
                         help="submit to SLURM with submitit instead of running here, e.g. --slurm "
                              "slurm_partition=gpu --slurm gpus_per_node=1 --slurm timeout_min=720")
@@ -174,7 +418,11 @@ def main(argv=None) -> int:
               + ", ".join(str(job.job_id) for job in jobs))
         return 0
     devices = args.devices.split(",") if args.devices else None
-    records = run_sweep(configs, args.results_dir, workers=args.workers, devices=devices)
+    if args.mps == "on" and _resolve_workers(args.workers, configs, devices, args.workers_per_gpu)[0] == 1:
+        parser.error("--mps on puts worker processes under CUDA MPS, but with one worker the runs train in "
+                     "this process: use --workers N (N > 1)")
+    records = run_sweep(configs, args.results_dir, workers=args.workers, devices=devices, mps=args.mps,
+                        per_gpu=args.workers_per_gpu)
     for rec in records:
         print(rec["run_id"], f"acc_all={rec['metrics']['last']['acc_all']:.2f}")
     return 0

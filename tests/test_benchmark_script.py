@@ -40,3 +40,63 @@ def test_unknown_method_is_rejected_with_the_allowed_values(capsys):
         bench.main(["--method", "cutmix"])
     err = capsys.readouterr().err
     assert "cutmix" in err and all(m in err for m in ("ce", "mixup", "manifold_mixup", "am_mixup"))
+
+
+# --------------------------------------------------------------------------- benchmarks/gpu_throughput.py
+
+GPU_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_throughput.py"
+
+
+def load_gpu_script():
+    spec = importlib.util.spec_from_file_location("gpu_throughput", GPU_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_throughput_tiny_cpu_run_writes_every_phase(data_env, tmp_path, capsys):
+    bench = load_gpu_script()
+    out = tmp_path / "gpu_throughput.json"
+    before = set((bench.ROOT / "results").rglob("*"))
+    result = bench.main(["--device", "cpu", "--tiny", "--out", str(out), "--deadline", "300"])
+    saved = json.loads(out.read_text())
+    assert saved == json.loads(json.dumps(result))
+    assert set((bench.ROOT / "results").rglob("*")) == before  # runs go to temporary folders, never results/
+    assert saved["device"] == "cpu" and saved["device_name"] and saved["torch"] and "commit" in saved
+    assert saved["arguments"]["epochs"] == 2 and saved["arguments"]["concurrent"] == [2]
+    assert 0 < saved["train_images"] <= 256
+    recipe = saved["recipe"]
+    assert (recipe["dataset"], recipe["imb_factor"], recipe["method"], recipe["model"]) == \
+        ("cifar10_lt", 100, "am_mixup", "resnet32")
+    assert recipe["milestones"] == [160, 180]  # the paper's, not rescaled to 2 epochs
+    assert set(saved["phases"]) == {"eager", "static", "concurrent_2"}
+    for name, phase in saved["phases"].items():
+        assert phase["status"] == "ok", phase.get("stderr_tail")
+        assert phase["wall_s"] > 0 and phase["first_epoch_s"] > 0 and phase["steady_epoch_s"] > 0
+        assert phase["runs_per_hour"] > 0 and 0 <= phase["test_acc"] <= 100
+        assert phase["config"]["milestones"] == [160, 180]
+    eager, static, conc = (saved["phases"][n] for n in ("eager", "static", "concurrent_2"))
+    assert eager["config"]["step_mode"] == "eager" and static["config"]["step_mode"] == "static"
+    assert static["projected_200_s"] == pytest.approx(
+        static["first_epoch_s"] + 199 * static["steady_epoch_s"] + 200 * static["checkpoint_s"])
+    assert static["projected_speedup_vs_eager"] == pytest.approx(eager["projected_200_s"] / static["projected_200_s"])
+    assert static["first_loss_abs_diff_vs_eager"] >= 0
+    assert conc["k"] == 2 and sorted(r["seed"] for r in conc["runs"]) == [0, 1]
+    assert conc["runs_per_hour"] == pytest.approx(conc["epochs_done"] / conc["sweep_wall_s"] * 3600 / 200)
+    assert conc["mps"] is False  # a CPU: no MPS
+    targets = saved["targets"]
+    assert targets["run_200_epochs_s"]["target_max"] == 30 and targets["runs_per_hour"]["target_min"] == 240
+    assert isinstance(targets["run_200_epochs_s"]["met"], bool) and isinstance(targets["runs_per_hour"]["met"], bool)
+    assert "projected_200_s" in saved["formulas"]
+    assert "target: one 200-epoch run <= 30 s" in capsys.readouterr().out
+
+
+def test_gpu_throughput_records_a_phase_that_runs_out_of_time_and_goes_on(data_env, tmp_path):
+    bench = load_gpu_script()
+    out = tmp_path / "gpu_throughput.json"
+    result = bench.main(["--device", "cpu", "--tiny", "--out", str(out), "--no-eager", "--concurrent", "none",
+                         "--phase-timeout", "1", "--bf16"])
+    assert [(p["name"], p["status"]) for p in result["phases"].values()] == [("static", "timeout"),
+                                                                             ("static_bf16", "timeout")]
+    assert result["targets"]["run_200_epochs_s"]["met"] is None
+    assert json.loads(out.read_text())["phases"]["static"]["timeout_s"] == 1

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from amixup import engine, sweep
@@ -30,7 +32,7 @@ def test_a_failing_worker_is_reported(data_env, tmp_path):
     bad = config.__class__.from_dict({**config.to_dict(), "device": "cuda:7"})
     with pytest.raises(RuntimeError, match="runs failed"):
         sweep.run_sweep([bad, bad.__class__.from_dict({**bad.to_dict(), "seed": 1})], tmp_path, workers=2,
-                        progress=False)
+                        mps="off", progress=False)  # (two runs on one GPU: MPS is tested below)
 
 
 def test_submitit_submission_trains_the_pending_runs_and_skips_them_after(data_env, tmp_path):
@@ -43,3 +45,163 @@ def test_submitit_submission_trains_the_pending_runs_and_skips_them_after(data_e
     assert sorted(r["run_id"] for r in records) == sorted(c.run_id() for c in configs)
     assert sweep.pending(configs, tmp_path / "results") == []
     assert sweep.submit_slurm(configs, tmp_path / "results", folder=tmp_path / "logs", cluster="debug") == []
+
+
+# --------------------------------------------------------------------------- CUDA MPS (a fake control binary)
+
+FAKE_MPS_CONTROL = """#!/bin/sh
+# a stand-in for nvidia-cuda-mps-control: logs every call with the MPS variables; the "daemon" is a
+# file in the pipe folder ("-d" creates it, "quit" removes it, "get_server_list" fails without it)
+pipe="${CUDA_MPS_PIPE_DIRECTORY:-/nonexistent}"
+if [ "$1" = "-d" ]; then
+    echo "start $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY" >> "%(log)s"
+    if [ -z "$FAKE_MPS_NEVER_UP" ]; then touch "$pipe/daemon"; fi
+    exit 0
+fi
+read command
+echo "$command $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY" >> "%(log)s"
+if [ ! -f "$pipe/daemon" ]; then echo "Cannot find MPS control daemon process" >&2; exit 1; fi
+if [ "$command" = "quit" ]; then rm "$pipe/daemon"; fi
+exit 0
+"""
+
+
+@pytest.fixture
+def fake_mps(tmp_path, monkeypatch):
+    """A fake nvidia-cuda-mps-control first on PATH, and worker processes that log their MPS variables;
+    returns a function reading the log as (call, pipe folder, log folder) tuples."""
+    import os
+    import stat
+
+    log = tmp_path / "mps-calls.log"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / sweep.MPS_CONTROL
+    script.write_text(FAKE_MPS_CONTROL % {"log": log})
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    _isolate_mps(monkeypatch, tmp_path)
+    _log_worker_env(monkeypatch, log)
+
+    def calls():
+        lines = log.read_text().splitlines() if log.exists() else []
+        return [tuple((line.split(" ") + ["", ""])[:3]) for line in lines]
+    return calls
+
+
+def _isolate_mps(monkeypatch, tmp_path):
+    for name in ("CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_LOG_DIRECTORY", "FAKE_MPS_NEVER_UP"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sweep, "MPS_DEFAULT_PIPE_DIRECTORY", str(tmp_path / "no-default-daemon"))
+
+
+def _log_worker_env(monkeypatch, log):
+    real = sweep._worker_command
+
+    def command(config, results_dir, threads):  # log the worker's MPS variables, then run the real worker
+        return ["/bin/sh", "-c", f'echo "worker $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY" >> "{log}"; '
+                'exec "$@"', "sh", *real(config, results_dir, threads)]
+    monkeypatch.setattr(sweep, "_worker_command", command)
+
+
+def _smoke_pair(device="cpu"):
+    configs = sweep.expand_grid("motivation", "smoke", {"method": ["ce"]}, seeds=(0, 1), **SMOKE)
+    return [c.__class__.from_dict({**c.to_dict(), "device": device}) for c in configs]
+
+
+def test_mps_daemon_is_started_checked_given_to_the_workers_and_stopped_when_runs_fail(data_env, tmp_path,
+                                                                                      fake_mps):
+    # two runs on one GPU: "auto" wants MPS; on this CPU-only machine the runs then fail ("cuda:7")
+    with pytest.raises(RuntimeError, match="2 of 2 runs failed"):
+        sweep.run_sweep(_smoke_pair(), tmp_path / "results", workers=2, devices=["cuda:7"], progress=False)
+    calls = fake_mps()
+    assert [c[0] for c in calls] == ["start", "get_server_list", "worker", "worker", "quit"]
+    pipe, log = calls[0][1:]
+    assert pipe and log and pipe != log
+    assert all(c[1:] == (pipe, log) for c in calls)  # the same folders for the daemon, the check and the workers
+    assert not Path(pipe).exists()  # the temporary folders are removed with the daemon
+
+
+def test_mps_on_trains_the_runs_as_usual_and_honours_the_given_folders(data_env, tmp_path, fake_mps, monkeypatch):
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path / "pipe"))
+    monkeypatch.setenv("CUDA_MPS_LOG_DIRECTORY", str(tmp_path / "log"))
+    configs = _smoke_pair()
+    engine.load_data(configs[0])  # decode the images once (session cache), not in both workers at once
+    records = sweep.run_sweep(configs, tmp_path / "results", workers=2, mps="on", progress=False)
+    assert [r["run_id"] for r in records] == [c.run_id() for c in configs]
+    assert {r["config"]["seed"] for r in records} == {0, 1}
+    calls = fake_mps()
+    # the given pipe folder is probed first (no daemon there yet), then the daemon started, checked, used, stopped
+    assert [c[0] for c in calls] == ["get_server_list", "start", "get_server_list", "worker", "worker", "quit"]
+    assert all(c[1:] == (str(tmp_path / "pipe"), str(tmp_path / "log")) for c in calls)
+
+
+def test_a_daemon_already_running_is_used_and_left_running(data_env, tmp_path, fake_mps, monkeypatch):
+    pipe = tmp_path / "running"
+    pipe.mkdir()
+    (pipe / "daemon").touch()  # the fake daemon is up
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(pipe))
+    with pytest.raises(RuntimeError, match="runs failed"):
+        sweep.run_sweep(_smoke_pair(), tmp_path / "results", workers=2, devices=["cuda:7"], progress=False)
+    calls = fake_mps()
+    assert [c[0] for c in calls] == ["get_server_list", "worker", "worker"]  # neither started nor stopped
+    assert all(c[1] == str(pipe) for c in calls)
+    assert (pipe / "daemon").exists()
+
+
+def test_mps_auto_falls_back_with_one_warning_and_on_raises_without_the_binary(data_env, tmp_path, monkeypatch):
+    import warnings
+
+    _isolate_mps(monkeypatch, tmp_path)
+    log = tmp_path / "workers.log"
+    _log_worker_env(monkeypatch, log)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no nvidia-cuda-mps-control anywhere
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(RuntimeError, match="runs failed"):  # the workers ran (and failed on cuda:7)
+            sweep.run_sweep(_smoke_pair(), tmp_path / "results", workers=2, devices=["cuda:7"], progress=False)
+    mps_warnings = [w for w in caught if issubclass(w.category, sweep.MPSWarning)]
+    assert len(mps_warnings) == 1 and "nvidia-cuda-mps-control is not on PATH" in str(mps_warnings[0].message)
+    assert log.read_text().split("\n")[:2] == ["worker  ", "worker  "]  # no MPS variables
+    with pytest.raises(RuntimeError, match="mps='on' but CUDA MPS cannot be used: nvidia-cuda-mps-control is not"):
+        sweep.run_sweep(_smoke_pair(), tmp_path / "results-on", workers=2, mps="on", progress=False)
+    assert not (tmp_path / "results-on").exists() or not any((tmp_path / "results-on").rglob("*.json"))
+
+
+def test_a_daemon_that_does_not_come_up_is_stopped_then_auto_warns_and_on_raises(data_env, tmp_path, fake_mps,
+                                                                                 monkeypatch):
+    monkeypatch.setenv("FAKE_MPS_NEVER_UP", "1")
+    monkeypatch.setattr(sweep, "_MPS_START_TIMEOUT", 0.3)
+    with pytest.raises(RuntimeError, match="did not answer 'get_server_list'"):
+        sweep.run_sweep(_smoke_pair(), tmp_path / "results", workers=2, mps="on", progress=False)
+    calls = [c[0] for c in fake_mps()]
+    assert calls[0] == "start" and calls[-1] == "quit" and "worker" not in calls
+    with pytest.warns(sweep.MPSWarning, match="did not answer"):
+        with pytest.raises(RuntimeError, match="runs failed"):
+            sweep.run_sweep(_smoke_pair(), tmp_path / "results", workers=2, devices=["cuda:7"], progress=False)
+
+
+def test_workers_auto_is_per_gpu_times_the_gpus_and_one_on_a_cpu(monkeypatch):
+    cpu = _smoke_pair("cpu")
+    assert sweep._resolve_workers("auto", cpu, None, 8) == (1, None)
+    assert sweep._resolve_workers(3, cpu, None, 8) == (3, None)
+    assert sweep._resolve_workers("auto", cpu, ["cuda:0", "cuda:1", "cuda:0"], 8) == (16, ["cuda:0", "cuda:1", "cuda:0"])
+    assert sweep._resolve_workers("auto", _smoke_pair("cuda:1"), None, 5) == (5, None)
+    monkeypatch.setattr(sweep.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(sweep.torch.cuda, "device_count", lambda: 2)
+    assert sweep._resolve_workers("auto", _smoke_pair("auto"), None, 4) == (8, ["cuda:0", "cuda:1"])
+    for bad in (0, "many", 1.5):
+        with pytest.raises(ValueError, match="workers must be"):
+            sweep._resolve_workers(bad, cpu, None, 8)
+    assert not sweep._wants_mps("auto", ["cuda:0", "cuda:1"]) and sweep._wants_mps("auto", ["cuda:0", "cuda", "cpu"])
+    assert sweep._wants_mps("on", ["cpu"]) and not sweep._wants_mps("off", ["cuda:0", "cuda:0"])
+
+
+def test_mps_on_with_a_single_in_process_worker_is_an_error(tmp_path, capsys):
+    with pytest.raises(ValueError, match="mps='on'"):
+        sweep.run_sweep(_smoke_pair(), tmp_path, workers=1, mps="on", progress=False)
+    with pytest.raises(ValueError, match="mps must be one of"):
+        sweep.run_sweep(_smoke_pair(), tmp_path, workers=2, mps="yes", progress=False)
+    with pytest.raises(SystemExit):
+        sweep.main(["--workers", "1", "--mps", "on", "--results-dir", str(tmp_path)])
+    assert "--mps on" in capsys.readouterr().err
