@@ -75,18 +75,21 @@ def load_records(results_dir, experiment: str | None = None) -> list[dict]:
 
 
 def git_commit() -> dict:
-    """The repository's commit and whether the tree had uncommitted changes."""
+    """The repository's commit and whether the tree had uncommitted changes. A copy of the tree
+    without ``.git`` (e.g. sent to a remote GPU machine) reports ``AMIXUP_COMMIT`` when it is set."""
+    told = os.environ.get("AMIXUP_COMMIT")
+
     def git(*args):
         return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
 
     try:
         head = git("rev-parse", "HEAD")
         if head.returncode != 0:
-            return {"commit": None, "dirty": None}
+            return {"commit": told, "dirty": None, "from": "AMIXUP_COMMIT"} if told else {"commit": None, "dirty": None}
         dirty = git("status", "--porcelain", "--untracked-files=no", "--", "amixup")
         return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
+        return {"commit": told, "dirty": None, "from": "AMIXUP_COMMIT"} if told else {"commit": None, "dirty": None}
 
 
 _LOADED_CODE: dict | None = None

@@ -184,3 +184,13 @@ def test_bf16_precision_trains_and_is_recorded(data_env, tmp_path):
     assert rec["config"]["precision"] == "bf16" and 0 <= rec["metrics"]["last"]["acc_all"] <= 100
     with pytest.raises(ValueError, match=r"precision must be one of \['fp32', 'bf16'\]"):
         smoke("ce", precision="fp16")
+
+
+def test_a_tree_without_git_reports_the_commit_it_was_told(tmp_path, monkeypatch):
+    from amixup import records
+
+    monkeypatch.setattr(records, "REPO_ROOT", tmp_path)  # no .git here
+    monkeypatch.delenv("AMIXUP_COMMIT", raising=False)
+    assert records.git_commit() == {"commit": None, "dirty": None}
+    monkeypatch.setenv("AMIXUP_COMMIT", "0123abc")
+    assert records.git_commit() == {"commit": "0123abc", "dirty": None, "from": "AMIXUP_COMMIT"}
