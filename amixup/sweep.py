@@ -90,11 +90,10 @@ def _worker_command(config: RunConfig, results_dir: Path, threads: int) -> list[
 
 # --------------------------------------------------------------------------- workers per GPU, CUDA MPS
 
-#: Worker processes per GPU for ``workers="auto"``. Provisional value: issue 9 ("The engine at GPU
-#: speed") measured 11 concurrent runs of the eager engine through this sweep with MPS on one H200
-#: (2.3 epochs/s in total); 8 stands until the concurrent phases of benchmarks/gpu_throughput.py
-#: (``--concurrent 4,8,12``) are measured with the static step and committed
-#: (results/benchmarks/gpu_throughput_<device>.json): then set it to the K with the most runs per hour.
+#: Worker processes per GPU for ``workers="auto"``. Measured on one H200 with the static (CUDA-graph)
+#: step under MPS: graph replays of 1, 4 and 8 processes gave 187, 297 and 377 ResNet32 steps/s in total
+#: (results/benchmarks/gpu_probes_nvidia-h200/micro), 8 concurrent Table 3 runs 1.84 epochs/s, and 16 no
+#: gain (results/benchmarks/gpu_throughput_nvidia-h200.json).
 WORKERS_PER_GPU = 8
 
 MPS_MODES = ("auto", "on", "off")
