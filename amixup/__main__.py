@@ -15,7 +15,7 @@ import sys
 
 from . import data
 from . import distributed as ddp
-from .config import parse_value
+from .config import parse_assignments
 from .engine import DEFAULT_RESULTS_DIR, resolve_device, train
 from .records import CorruptFileError
 from .recipes import PROFILES, RECIPES, make_config
@@ -50,12 +50,10 @@ def main(argv=None) -> int:
             print(f"{name}: {len(d)} training images from {d.source}")
         return 0
 
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--set expects FIELD=VALUE, got {item!r}")
-        overrides[key] = parse_value(value)
+    try:
+        overrides = parse_assignments(args.set)
+    except ValueError as err:
+        parser.error(str(err))
     if args.dataset:
         overrides["dataset"] = args.dataset
     try:

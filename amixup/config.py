@@ -34,6 +34,37 @@ def parse_value(text: str):
         return text
 
 
+def parse_assignments(items) -> dict:
+    """``["lr=0.1", "flip=False"]`` -> ``{"lr": 0.1, "flip": False}`` (values by :func:`parse_value`);
+    ``ValueError`` naming an item without ``=``."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects FIELD=VALUE, got {item!r}")
+        out[key] = parse_value(value)
+    return out
+
+
+def number_argument(kind=int, low=1, strict: bool = False):
+    """An argparse ``type``: a number of ``kind`` that is >= ``low`` (> ``low`` if ``strict``); anything else
+    is a usage error naming what was given (``expected an integer, got 'x'``, ``must be >= 1, got 0``)."""
+    import argparse
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        if value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low}, got {value}")
+        return value
+
+    parse.__name__ = f"{'positive' if low > 0 or strict else 'non-negative'} {kind.__name__}"
+    return parse
+
+
 def _file_safe(name: str) -> str:
     """A dataset name usable in a file name (``imagefolder:/data/x`` -> ``imagefolder_data_x``); the
     built-in names are returned unchanged, and the run id's digest keeps full names apart."""

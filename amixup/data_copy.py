@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from . import experiments
-from .config import parse_value
+from .config import parse_assignments
 from .data import COPY_MARKER
 from .records import REPO_ROOT, read_record
 
@@ -211,12 +211,10 @@ def main(argv=None) -> int:
         return 0
     if not (args.copy and args.data and args.cache):
         parser.error("--copy, --data and --cache are required (or --check)")
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"expected FIELD=VALUE, got {item!r}")
-        overrides[key] = parse_value(value)
+    try:
+        overrides = parse_assignments(args.set)
+    except ValueError as err:
+        parser.error(str(err))
     try:
         records = run(args.profile, args.copy, args.data, args.cache, results_dir=results_dir,
                       seeds=[int(s) for s in args.seeds.split(",")], methods=args.methods.split(","),

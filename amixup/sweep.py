@@ -62,7 +62,7 @@ import torch
 
 from . import data
 from . import progress as progress_bars
-from .config import RunConfig, parse_value
+from .config import RunConfig, number_argument, parse_value
 from .engine import record_path, resolve_device, train
 from .records import REPO_ROOT, read_record
 from .recipes import RECIPES, PROFILES, make_config
@@ -344,14 +344,7 @@ def submit_slurm(configs, results_dir, *, folder="slurm_logs", cluster: str | No
     return jobs
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+_positive_int = number_argument(int, 1)
 
 
 def _workers(text: str):

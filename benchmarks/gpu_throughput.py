@@ -58,6 +58,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a file from a checkout: import the checkout's amixup
     sys.path.insert(0, str(ROOT))
 
+from amixup.config import number_argument  # noqa: E402  (light: no torch)
 from amixup.records import git_commit  # noqa: E402  (light: no torch)
 
 #: Table 3's run: ResNet32 (the cifar_lt recipe), CIFAR-10-LT at imbalance factor 100, AM-mixup.
@@ -96,24 +97,8 @@ FORMULAS = {
 
 # --------------------------------------------------------------------------- arguments
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
+_positive_int = number_argument(int, 1)
+_positive_float = number_argument(float, 0, strict=True)
 
 
 def _k_list(text: str) -> list[int]:

@@ -46,6 +46,7 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from torchvision import transforms  # noqa: E402
 
 from amixup import data as datasets  # noqa: E402
+from amixup.config import number_argument  # noqa: E402
 from amixup import engine  # noqa: E402
 from amixup.mixing import METHODS  # noqa: E402
 from amixup.models import build_model  # noqa: E402
@@ -59,24 +60,8 @@ TEST_BATCH = 512  # the engine's test batch size
 
 # --------------------------------------------------------------------------- arguments
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+_positive_int = number_argument(int, 1)
+_non_negative_int = number_argument(int, 0)
 
 
 def _method(text: str) -> str:

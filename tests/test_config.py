@@ -200,3 +200,21 @@ def test_table8_configs_cover_datasets_networks_methods_seeds():
     one = table8_configs("paper", methods=["am_mixup"], datasets=["cifar10"], networks=["vgg11"], beta=0.5,
                          precision="bf16")
     assert [(c.method, c.beta, c.precision, c.epochs, c.step_size) for c in one] == [("am_mixup", 0.5, "bf16", 300, 30)]
+
+
+def test_command_line_numbers_and_assignments_are_checked():
+    import argparse
+
+    from amixup.config import number_argument, parse_assignments
+
+    positive, non_negative, seconds = number_argument(int, 1), number_argument(int, 0), number_argument(float, 0, True)
+    assert positive("3") == 3 and non_negative("0") == 0 and seconds("0.5") == 0.5
+    for parse, text, message in [(positive, "0", "must be >= 1, got 0"), (positive, "x", "expected an integer, got 'x'"),
+                                 (non_negative, "-1", "must be >= 0, got -1"), (seconds, "0", "must be > 0, got 0.0"),
+                                 (seconds, "soon", "expected a number, got 'soon'")]:
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            parse(text)
+    assert parse_assignments(["lr=0.1", "flip=False", "dataset=cifar10", "milestones=[1, 2]"]) == {
+        "lr": 0.1, "flip": False, "dataset": "cifar10", "milestones": [1, 2]}
+    with pytest.raises(ValueError, match="--set expects FIELD=VALUE, got 'lr'"):
+        parse_assignments(["lr"])
