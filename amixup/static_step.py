@@ -138,6 +138,10 @@ class StaticStep:
         if not self.graphs_enabled:
             self._eager(*args)
             return
+        with torch.cuda.device(self.device):  # streams and captures on the run's GPU (e.g. cuda:1 of a sweep)
+            self._graph_step(layer, args)
+
+    def _graph_step(self, layer: int, args) -> None:
         if layer not in self.graphs and (self.eager_full_steps < WARMUP_STEPS or not self._has_momentum()):
             side = torch.cuda.Stream(self.device)  # warm-up off the capture stream, as torch.cuda.graphs asks
             side.wait_stream(torch.cuda.current_stream(self.device))
