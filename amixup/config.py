@@ -34,15 +34,16 @@ def parse_value(text: str):
         return text
 
 
-def parse_assignments(items) -> dict:
-    """``["lr=0.1", "flip=False"]`` -> ``{"lr": 0.1, "flip": False}`` (values by :func:`parse_value`);
-    ``ValueError`` naming an item without ``=``."""
+def parse_assignments(items, option: str = "--set", split: bool = False) -> dict:
+    """``["lr=0.1", "flip=False"]`` -> ``{"lr": 0.1, "flip": False}`` (values by :func:`parse_value`); with
+    ``split``, each value is a comma-separated list (``"method=ce,mixup"`` -> ``["ce", "mixup"]``).
+    ``ValueError`` naming ``option`` and an item without ``=``."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"--set expects FIELD=VALUE, got {item!r}")
-        out[key] = parse_value(value)
+            raise ValueError(f"{option} expects FIELD=VALUE, got {item!r}")
+        out[key] = [parse_value(v) for v in value.split(",")] if split else parse_value(value)
     return out
 
 

@@ -243,8 +243,8 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
                                 mean=mean, std=std, train=True, crop_padding=config.crop_padding,
                                 flip=config.flip, augmentation=config.augmentation, crop_size=config.crop_size,
                                 generator=device_gen, shuffle_generator=shuffle_gen, rank=rank, world_size=world)
-    test_loader = TensorLoader(test_data.images, test_data.labels, config.eval_batch_size, device=device, mean=mean, std=std,
-                               train=False, augmentation=config.augmentation, crop_size=config.crop_size)
+    test_loader = TensorLoader(test_data.images, test_data.labels, config.eval_batch_size, device=device, mean=mean,
+                               std=std, train=False, augmentation=config.augmentation, crop_size=config.crop_size)
     groups = class_groups(config.split_convention, full_counts, config.many_threshold,
                           config.few_threshold)
     need_clean = spec.rate == "am" and config.train_acc_source == "clean"

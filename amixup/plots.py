@@ -24,6 +24,15 @@ def _ordered(records):
     return sorted(records, key=lambda r: (order.get(_method(r), 99), r["config"]["seed"]))
 
 
+def _finish(fig, path=None):
+    """Lay the figure out, save it to ``path`` (folders made) if given, and return it."""
+    fig.tight_layout()
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+    return fig
+
+
 def confidence_landscape(ax, weight, bias, limits, resolution: int = 200):
     """Max softmax probability of the linear head over a grid of the 2-D feature plane (0 to 1)."""
     (x0, x1), (y0, y1) = limits
@@ -75,11 +84,7 @@ def feature_panels(records, path=None, max_points: int = 2000, seed: int = 0):
         ax2.set_xlim(-1.3, 1.3), ax2.set_ylim(-1.3, 1.3), ax2.set_aspect("equal")
         ax2.set_xticks([]), ax2.set_yticks([])
     axes[0, 0].legend(loc="upper left", fontsize=7, markerscale=3)
-    fig.tight_layout()
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-    return fig
+    return _finish(fig, path)
 
 
 def lambda_trajectory(records, path=None):
@@ -100,17 +105,7 @@ def lambda_trajectory(records, path=None):
     ax.set_xlabel("epoch"), ax.set_ylabel("lambda_am (solid)"), ax2.set_ylabel("clean training accuracy (dashed)")
     ax.set_ylim(0.45, 1.02), ax2.set_ylim(0, 1.02)
     ax.legend(fontsize=7, loc="center right")
-    fig.tight_layout()
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-    return fig
-
-
-def _by_beta(records):
-    betas = sorted({float(r["config"]["beta"]) for r in records})
-    colours = dict(zip(betas, sns.color_palette("viridis", len(betas))))
-    return betas, colours
+    return _finish(fig, path)
 
 
 def accuracy_vs_beta(records, path=None):
@@ -131,11 +126,7 @@ def accuracy_vs_beta(records, path=None):
     ax.set_xlabel("beta (Eq. 6)"), ax.set_ylabel("test accuracy, last epoch (%)")
     ax.set_title(f"AM-mixup on {records[0]['config']['dataset']}, seeds {seeds}", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-    return fig
+    return _finish(fig, path)
 
 
 def lambda_by_beta(records, path=None):
@@ -144,7 +135,8 @@ def lambda_by_beta(records, path=None):
     records = [r for r in records if any(v is not None for v in r["lambda_trajectory"])]
     if not records:
         raise ValueError("no beta-sweep record with a lambda trajectory")
-    betas, colours = _by_beta(records)
+    betas = sorted({float(r["config"]["beta"]) for r in records})
+    colours = dict(zip(betas, sns.color_palette("viridis", len(betas))))
     fig, ax = plt.subplots(figsize=(6, 3.5))
     labelled = set()
     for rec in sorted(records, key=lambda r: (float(r["config"]["beta"]), r["config"]["seed"])):
@@ -157,8 +149,4 @@ def lambda_by_beta(records, path=None):
     ax.set_xlabel("epoch"), ax.set_ylabel("lambda_am")
     ax.set_ylim(min(0.45, min(min(r["lambda_trajectory"]) for r in records) - 0.03), 1.02)
     ax.legend(fontsize=7, loc="lower left", ncol=2)
-    fig.tight_layout()
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-    return fig
+    return _finish(fig, path)

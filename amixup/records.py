@@ -78,6 +78,7 @@ def git_commit() -> dict:
     """The repository's commit and whether the tree had uncommitted changes. A copy of the tree
     without ``.git`` (e.g. sent to a remote GPU machine) reports ``AMIXUP_COMMIT`` when it is set."""
     told = os.environ.get("AMIXUP_COMMIT")
+    unknown = {"commit": told, "dirty": None, "from": "AMIXUP_COMMIT"} if told else {"commit": None, "dirty": None}
 
     def git(*args):
         return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
@@ -85,11 +86,11 @@ def git_commit() -> dict:
     try:
         head = git("rev-parse", "HEAD")
         if head.returncode != 0:
-            return {"commit": told, "dirty": None, "from": "AMIXUP_COMMIT"} if told else {"commit": None, "dirty": None}
+            return unknown
         dirty = git("status", "--porcelain", "--untracked-files=no", "--", "amixup")
         return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
-        return {"commit": told, "dirty": None, "from": "AMIXUP_COMMIT"} if told else {"commit": None, "dirty": None}
+        return unknown
 
 
 _LOADED_CODE: dict | None = None

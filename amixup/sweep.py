@@ -62,7 +62,7 @@ import torch
 
 from . import data
 from . import progress as progress_bars
-from .config import RunConfig, number_argument, parse_value
+from .config import RunConfig, number_argument, parse_assignments
 from .engine import record_path, resolve_device, train
 from .records import REPO_ROOT, read_record
 from .recipes import RECIPES, PROFILES, make_config
@@ -386,26 +386,22 @@ def main(argv=None) -> int:
         train(RunConfig.from_dict(json.loads(args.worker)), args.results_dir, progress=False)
         return 0
 
-    def pairs(items, split_values):
-        out = {}
-        for item in items:
-            key, sep, value = item.partition("=")
-            if not sep:
-                parser.error(f"expected FIELD=VALUE, got {item!r}")
-            out[key] = [parse_value(v) for v in value.split(",")] if split_values else parse_value(value)
-        return out
-
     try:
-        configs = expand_grid(args.recipe, args.profile, pairs(args.grid, True),
+        grid = parse_assignments(args.grid, "--grid", split=True)
+        fixed, slurm = parse_assignments(args.set), parse_assignments(args.slurm, "--slurm")
+    except ValueError as err:
+        parser.error(str(err))
+    try:
+        configs = expand_grid(args.recipe, args.profile, grid,
                               seeds=[int(s) for s in args.seeds.split(",")], experiment=args.experiment,
-                              **pairs(args.set, False))
+                              **fixed)
         if not args.slurm:  # runs here: e.g. cuda without CUDA is a command-line error (not so for SLURM)
             for device in (args.devices.split(",") if args.devices else sorted({c.device for c in configs})):
                 resolve_device(device)
     except (TypeError, ValueError) as err:
         parser.error(str(err))
     if args.slurm:
-        jobs = submit_slurm(configs, args.results_dir, folder=args.slurm_folder, **pairs(args.slurm, False))
+        jobs = submit_slurm(configs, args.results_dir, folder=args.slurm_folder, **slurm)
         print(f"submitted {len(jobs)} runs ({len(configs) - len(jobs)} already finished): "
               + ", ".join(str(job.job_id) for job in jobs))
         return 0
