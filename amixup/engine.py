@@ -4,13 +4,16 @@
 mixing policy from a :class:`~amixup.config.RunConfig`, trains with per-epoch
 checkpoints, evaluates, and writes one JSON record. A run whose record exists is not
 repeated; a run whose checkpoint exists resumes from it and ends with the same record
-(on the CPU) as an uninterrupted run.
+(on the CPU) as an uninterrupted run. ``train_packed(configs)`` trains several runs of one
+recipe (seeds, betas) as one packed network (:mod:`amixup.packing`), each with its own record.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
+import os
 import time
 from pathlib import Path
 
@@ -28,6 +31,8 @@ from .metrics import (alignment, class_groups, neighborhood_uniformity, per_clas
 from .mixing import MixPolicy, mixup, random_permutation, resolve_spec
 from .models import SplitModel, build_model, from_torchvision_state
 from .records import CorruptFileError, atomic_write_bytes, code_provenance, environment, read_record, write_record
+from .packing import (PackedStep, check_packable, pack_models, pack_optimizer_state, per_run, unpack_optimizer_state,
+                      unpack_state)
 from .schedule import AMScheduler
 from .static_step import StaticStep, check_sgd, frozen_batchnorm_stats
 
@@ -178,6 +183,104 @@ def _load_encoder(model: SplitModel, source: str, results_dir: Path, device) -> 
     return str(path)
 
 
+@dataclasses.dataclass
+class _Run:
+    """What one run owns while it trains: its model, optimizer, generators, policy, scheduler and loader."""
+
+    config: RunConfig
+    model: SplitModel
+    optimizer: torch.optim.Optimizer
+    host_gen: torch.Generator      # pairings
+    device_gen: torch.Generator    # augmentation
+    shuffle_gen: torch.Generator | None  # distributed runs: the data order all processes share
+    policy: MixPolicy
+    scheduler: AMScheduler
+    train_loader: TensorLoader
+    encoder_source: str | None
+    history: list = dataclasses.field(default_factory=list)
+    start_epoch: int = 0
+    seconds: float = 0.0
+
+
+def _build_run(config: RunConfig, spec, train_data, input_size: int, device, results_dir: Path, *,
+               distributed: bool = False, rank: int = 0, world: int = 1) -> _Run:
+    """A run's model (initialised from its seed), optimizer, generators, mixing policy, scheduler and
+    training loader, before any checkpoint is restored."""
+    mean, std = datasets.normalization(config.dataset)
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, train_data.num_classes, train_data.images.shape[1], input_size)
+    encoder_source = None
+    if config.finetune_from:
+        encoder_source = _load_encoder(model, config.finetune_from, results_dir, "cpu")
+    if distributed:
+        model = ddp.convert_batchnorm(model, device)
+    model = model.to(device, memory_format=torch.channels_last)
+    if config.freeze_encoder:
+        for p in model.stages.parameters():
+            p.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    else:
+        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    host_gen = torch.Generator().manual_seed(config.seed)
+    device_gen = torch.Generator(device=device).manual_seed(config.seed + 1 + 7919 * rank)
+    shuffle_gen = torch.Generator(device=device).manual_seed(config.seed + 1) if distributed else None
+    policy = MixPolicy(spec, alpha=config.alpha, fixed_lambda=config.fixed_lambda,
+                       eligible_layers=model.manifold_layers, last_layer_index=model.last_layer,
+                       seed=config.seed + 2)
+    train_loader = TensorLoader(train_data.images, train_data.labels, config.batch_size, device=device,
+                                mean=mean, std=std, train=True, crop_padding=config.crop_padding,
+                                flip=config.flip, augmentation=config.augmentation, crop_size=config.crop_size,
+                                generator=device_gen, shuffle_generator=shuffle_gen, rank=rank, world_size=world)
+    return _Run(config, model, optimizer, host_gen, device_gen, shuffle_gen, policy, AMScheduler(config.beta),
+                train_loader, encoder_source)
+
+
+def _restore(run: _Run, state: dict, rank: int = 0) -> None:
+    """Load a checkpoint's state into ``run``."""
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["am"])
+    run.policy.load_state_dict(state["policy"])
+    run.host_gen.set_state(state["host_gen"])
+    run.device_gen.set_state(state["device_gen"].cpu() if "rank_gens" not in state else state["rank_gens"][rank].cpu())
+    if run.shuffle_gen is not None:
+        run.shuffle_gen.set_state(state["shuffle_gen"].cpu())
+    run.history, run.start_epoch, run.seconds = state["history"], state["epoch"], state["seconds"]
+
+
+def _checkpoint_state(run: _Run, epoch: int, model_state: dict, optimizer_state: dict) -> dict:
+    return {
+        "epoch": epoch, "model": model_state, "optimizer": optimizer_state, "am": run.scheduler.state_dict(),
+        "policy": run.policy.state_dict(), "host_gen": run.host_gen.get_state(),
+        "device_gen": run.device_gen.get_state().cpu(), "history": run.history, "seconds": run.seconds,
+    }
+
+
+def _epoch_entry(run: _Run, spec, epoch: int, lr: float, lam_epoch: float, loss_sum, correct_mixed, correct_clean,
+                 n_seen: int, n_clean: int) -> dict:
+    """The epoch's history entry from its sums; steps the run's lambda scheduler (Eq. 6) for AM rates."""
+    acc_mixed = float(correct_mixed) / n_seen
+    acc_clean = float(correct_clean) / n_clean if n_clean else None
+    if spec.rate == "am":
+        run.scheduler.step(acc_clean if run.config.train_acc_source == "clean" else acc_mixed)
+    return {"epoch": epoch + 1, "lr": lr, "lambda": lam_epoch if spec.rate == "am" else None,
+            "train_loss": float(loss_sum) / n_seen, "train_acc_clean": acc_clean, "train_acc_mixed": acc_mixed}
+
+
+def _evaluates(config: RunConfig, epoch: int) -> bool:
+    return (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs
+
+
+def _postfix(entry: dict, spec) -> dict:
+    postfix = {"loss": f"{entry['train_loss']:.3f}", "acc": f"{entry['train_acc_mixed']:.3f}",
+               "test": f"{entry.get('test_all', float('nan')):.1f}"}
+    if spec.rate == "am":
+        postfix["lam"] = f"{entry['lambda']:.3f}"
+    return postfix
+
+
 def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool = False,
           progress: bool = True, on_epoch_end=None) -> dict:
     """Train one run and return its record (the existing record if the run already finished).
@@ -202,49 +305,18 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
         device = torch.device("cuda", ddp.local_rank())
     spec = resolve_spec(config.method, config.rate, config.one_sided, config.last_layer)
     train_data, test_data, full_counts = load_data(config)
-    stored = min(train_data.images.shape[-2:])
-    if config.augmentation == "resized_crop_flip" and config.crop_size > stored:
-        raise ValueError(f"crop_size must be <= the stored image size {stored} of {config.dataset!r}, "
-                         f"got {config.crop_size}")
-    mean, std = datasets.normalization(config.dataset)
-
-    torch.manual_seed(config.seed)
-    input_size = config.crop_size if config.augmentation == "resized_crop_flip" else train_data.images.shape[-1]
-    model = build_model(config.model, train_data.num_classes, train_data.images.shape[1], input_size)
-    encoder_source = None
-    if config.finetune_from:
-        encoder_source = _load_encoder(model, config.finetune_from, results_dir, "cpu")
-    if distributed:
-        model = ddp.convert_batchnorm(model, device)
-    model = model.to(device, memory_format=torch.channels_last)
-    if config.freeze_encoder:
-        for p in model.stages.parameters():
-            p.requires_grad_(False)
+    input_size = _input_size(config, train_data)
+    run = _build_run(config, spec, train_data, input_size, device, results_dir, distributed=distributed, rank=rank,
+                     world=world)
+    model, optimizer, policy, scheduler, host_gen = run.model, run.optimizer, run.policy, run.scheduler, run.host_gen
     if distributed:
         wrapped = torch.nn.parallel.DistributedDataParallel(
             ddp.MixedForward(model), device_ids=[device.index] if device.type == "cuda" else None)
         forward = wrapped
     else:
         forward = model.forward_mixed
-    params = [p for p in model.parameters() if p.requires_grad]
-    if config.optimizer == "sgd":
-        optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    else:
-        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-
-    host_gen = torch.Generator().manual_seed(config.seed)
-    device_gen = torch.Generator(device=device).manual_seed(config.seed + 1 + 7919 * rank)
-    shuffle_gen = torch.Generator(device=device).manual_seed(config.seed + 1) if distributed else None
-    policy = MixPolicy(spec, alpha=config.alpha, fixed_lambda=config.fixed_lambda,
-                       eligible_layers=model.manifold_layers, last_layer_index=model.last_layer,
-                       seed=config.seed + 2)
-    scheduler = AMScheduler(config.beta)
-    train_loader = TensorLoader(train_data.images, train_data.labels, config.batch_size, device=device,
-                                mean=mean, std=std, train=True, crop_padding=config.crop_padding,
-                                flip=config.flip, augmentation=config.augmentation, crop_size=config.crop_size,
-                                generator=device_gen, shuffle_generator=shuffle_gen, rank=rank, world_size=world)
-    test_loader = TensorLoader(test_data.images, test_data.labels, config.eval_batch_size, device=device, mean=mean,
-                               std=std, train=False, augmentation=config.augmentation, crop_size=config.crop_size)
+    train_loader = run.train_loader
+    test_loader = _test_loader(config, test_data, device)
     groups = class_groups(config.split_convention, full_counts, config.many_threshold,
                           config.few_threshold)
     need_clean = spec.rate == "am" and config.train_acc_source == "clean"
@@ -259,6 +331,7 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
     if frozen_features:
         # the encoder is frozen, the batches unaugmented and unmixed: encode every image once
         # and train the head on the stored features, in the order the image loader would draw
+        mean, std = datasets.normalization(config.dataset)
         plain = dict(device=device, mean=mean, std=std, train=False, augmentation=config.augmentation,
                      crop_size=config.crop_size)
         train_feats = encode(model, TensorLoader(train_data.images, train_data.labels, 512, **plain), autocast)
@@ -268,25 +341,14 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
         forward = lambda z, layer, mix: (model.head(z), None)  # noqa: E731
         run_evaluation = lambda: evaluate_features(model, test_feats, test_labels, autocast)  # noqa: E731
     provenance = code_provenance()  # the code this process loaded
-    n_train = len(train_loader.labels)
-    batch_sizes = [min(config.batch_size, n_train - start) for start in range(0, n_train, config.batch_size)]
+    batch_sizes = _batch_sizes(config, train_loader)
 
-    history: list[dict] = []
-    start_epoch, seconds = 0, 0.0
     if ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["am"])
-        policy.load_state_dict(state["policy"])
-        host_gen.set_state(state["host_gen"])
-        device_gen.set_state(state["device_gen"].cpu() if not distributed else state["rank_gens"][rank].cpu())
-        if shuffle_gen is not None:
-            shuffle_gen.set_state(state["shuffle_gen"].cpu())
-        history, start_epoch, seconds = state["history"], state["epoch"], state["seconds"]
+        _restore(run, load_checkpoint(ckpt_path, device), rank)
+    history = run.history
 
     evaluation = None
-    bar = tqdm(range(start_epoch, config.epochs), desc=run_id, initial=start_epoch, total=config.epochs,
+    bar = tqdm(range(run.start_epoch, config.epochs), desc=run_id, initial=run.start_epoch, total=config.epochs,
                disable=not (progress_bars.enabled(progress) and main_process), leave=False, mininterval=2.0,
                file=progress_bars.stream(), unit="epoch")
     for epoch in bar:
@@ -340,37 +402,23 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
                                   torch.tensor(float(n_clean), device=device, dtype=torch.float64)])
             loss_sum, correct_mixed, correct_clean, n_seen, n_clean = ddp.all_sum(totals).tolist()
             n_seen, n_clean = int(n_seen), int(n_clean)
-        acc_mixed = float(correct_mixed) / n_seen
-        acc_clean = float(correct_clean) / n_clean if n_clean else None
-        if spec.rate == "am":
-            scheduler.step(acc_clean if config.train_acc_source == "clean" else acc_mixed)
-        entry = {"epoch": epoch + 1, "lr": lr, "lambda": lam_epoch if spec.rate == "am" else None,
-                 "train_loss": float(loss_sum) / n_seen, "train_acc_clean": acc_clean, "train_acc_mixed": acc_mixed}
-        if main_process and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
+        entry = _epoch_entry(run, spec, epoch, lr, lam_epoch, loss_sum, correct_mixed, correct_clean, n_seen, n_clean)
+        if main_process and _evaluates(config, epoch):
             evaluation = run_evaluation()
             logits, _, labels = evaluation
-            split = split_accuracy(logits.argmax(1), labels, groups)
-            entry.update({f"test_{k}": v for k, v in split.items()})
-        seconds += time.perf_counter() - t0
-        entry["seconds"] = seconds
+            entry.update({f"test_{k}": v for k, v in split_accuracy(logits.argmax(1), labels, groups).items()})
+        run.seconds += time.perf_counter() - t0
+        entry["seconds"] = run.seconds
         history.append(entry)
-        state = {
-            "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "am": scheduler.state_dict(), "policy": policy.state_dict(), "host_gen": host_gen.get_state(),
-            "device_gen": device_gen.get_state().cpu(), "history": history, "seconds": seconds,
-        }
+        state = _checkpoint_state(run, epoch + 1, model.state_dict(), optimizer.state_dict())
         if distributed:
-            state["rank_gens"] = ddp.gather_objects(device_gen.get_state().cpu())
-            state["shuffle_gen"] = shuffle_gen.get_state().cpu()
+            state["rank_gens"] = ddp.gather_objects(run.device_gen.get_state().cpu())
+            state["shuffle_gen"] = run.shuffle_gen.get_state().cpu()
         if main_process and ((epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs):
             _save_checkpoint(ckpt_path, state)
         if distributed:
             torch.distributed.barrier()
-        postfix = {"loss": f"{entry['train_loss']:.3f}", "acc": f"{acc_mixed:.3f}",
-                   "test": f"{entry.get('test_all', float('nan')):.1f}"}
-        if spec.rate == "am":
-            postfix["lam"] = f"{lam_epoch:.3f}"
-        bar.set_postfix(postfix)
+        bar.set_postfix(_postfix(entry, spec))
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, entry)
     bar.close()
@@ -381,8 +429,8 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
         return ddp.broadcast_object(None)
     if evaluation is None:  # resumed from a checkpoint of the last epoch
         evaluation = run_evaluation()
-    record = _final_record(config, model, evaluation, train_data, test_data, groups, history, seconds,
-                           device, encoder_source, provenance)
+    record = _final_record(config, model, evaluation, train_data, test_data, groups, history, run.seconds,
+                           device, run.encoder_source, provenance)
     record["data"]["full_train_counts"] = full_counts
     record["environment"]["step"] = static.kind if static is not None else "eager"
     if distributed:
@@ -390,6 +438,149 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
                                  "ranks_in_sync": in_sync}
     write_record(record, out_path, overwrite=overwrite)
     return ddp.broadcast_object(record)
+
+
+def train_packed(configs, results_dir=DEFAULT_RESULTS_DIR, *, progress: bool = True, on_epoch_end=None) -> list[dict]:
+    """Train K runs as one packed network (:mod:`amixup.packing`) and return their records, in order.
+
+    The runs must differ only in :data:`~amixup.packing.PACK_VARYING` fields (seed, beta, alpha,
+    fixed_lambda). Each keeps its own initialisation, data order, augmentation, pairings, lambda (Eq. 6
+    from its own accuracy), checkpoint and record: the record it gets alone, up to the order of float
+    sums (tests/test_packing.py). Finished runs are read, not retrained; runs resume from their own
+    checkpoints (the format of :func:`train`'s, so a packed run can be resumed alone and the reverse),
+    runs at different epochs in turn. ``on_epoch_end(run_index, epoch, history_entry)`` after each
+    epoch's checkpoints. On a GPU the packed step is one CUDA graph (``step_mode="eager"``: no graph).
+    """
+    configs = check_packable([RunConfig.from_dict(c.to_dict()).validate() for c in configs])
+    results_dir = Path(results_dir)
+    todo = [i for i, c in enumerate(configs) if not record_path(c, results_dir).exists()]
+    if todo:
+        if ddp.is_distributed() or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ValueError("train_packed trains in one process; distributed runs use train() (pack=1)")
+        _train_pack([configs[i] for i in todo], results_dir, progress,
+                    (lambda j, epoch, entry: on_epoch_end(todo[j], epoch, entry)) if on_epoch_end else None)
+    return [read_record(record_path(c, results_dir)) for c in configs]
+
+
+def _train_pack(configs, results_dir: Path, progress: bool, on_epoch_end) -> None:
+    first = configs[0]
+    device = resolve_device(first.device)
+    spec = resolve_spec(first.method, first.rate, first.one_sided, first.last_layer)
+    train_data, test_data, full_counts = load_data(first)
+    train_data.images, train_data.labels = train_data.images.to(device), train_data.labels.to(device)  # once for all
+    input_size = _input_size(first, train_data)
+    runs = [_build_run(c, spec, train_data, input_size, device, results_dir) for c in configs]
+    checkpoints = [_checkpoint_path(results_dir, c.run_id()) for c in configs]
+    states = [load_checkpoint(p, device) if p.exists() else None for p in checkpoints]
+    for run, state in zip(runs, states):
+        if state is not None:
+            _restore(run, state)
+    starts = sorted({run.start_epoch for run in runs})
+    if len(starts) > 1:  # checkpoints at different epochs: the runs of each epoch form a pack of their own
+        for start in starts:
+            part = [j for j, run in enumerate(runs) if run.start_epoch == start]
+            _train_pack([configs[j] for j in part], results_dir, progress,
+                        (lambda j, epoch, entry: on_epoch_end(part[j], epoch, entry)) if on_epoch_end else None)
+        return
+    packs = len(runs)
+    model = pack_models([run.model for run in runs])
+    optimizer = torch.optim.SGD(model.parameters(), lr=first.lr, momentum=first.momentum,
+                                weight_decay=first.weight_decay)
+    if runs[0].start_epoch:
+        optimizer.load_state_dict(pack_optimizer_state([run.optimizer.state_dict() for run in runs]))
+    need_clean = spec.rate == "am" and first.train_acc_source == "clean"
+    autocast = _autocast(device, first.precision)
+    step = PackedStep(model, [run.policy for run in runs], optimizer, batch_size=first.batch_size, device=device,
+                      sample_shape=(train_data.images.shape[1], input_size, input_size), precision=first.precision,
+                      need_clean=need_clean, graphs=device.type == "cuda" and first.step_mode != "eager")
+    test_loader = _test_loader(first, test_data, device)
+    groups = class_groups(first.split_convention, full_counts, first.many_threshold, first.few_threshold)
+    provenance = code_provenance()
+    batch_sizes = _batch_sizes(first, runs[0].train_loader)
+    evaluations = None
+    bar = tqdm(range(runs[0].start_epoch, first.epochs), desc=f"{packs} packed runs: {first.run_id()}",
+               initial=runs[0].start_epoch, total=first.epochs, disable=not progress_bars.enabled(progress),
+               leave=False, mininterval=2.0, file=progress_bars.stream(), unit="epoch")
+    for epoch in bar:
+        t0 = time.perf_counter()
+        lr = learning_rate(first, epoch)
+        model.train()
+        lam_epochs = [run.scheduler.value for run in runs]
+        batches = ((tuple(x for x, _ in pairs), tuple(y for _, y in pairs))
+                   for pairs in zip(*(run.train_loader for run in runs)))
+        sums = step.run_epoch(batches, batch_sizes, lam_epochs, lr, [run.host_gen for run in runs])
+        loss_sum, correct_mixed, correct_clean = (t.tolist() for t in sums[:3])
+        entries = [_epoch_entry(run, spec, epoch, lr, lam, loss_sum[k], correct_mixed[k], correct_clean[k], sums[3],
+                                sums[4][k]) for k, (run, lam) in enumerate(zip(runs, lam_epochs))]
+        if _evaluates(first, epoch):
+            evaluations = evaluate_packed(model, test_loader, packs, autocast)
+            for entry, (logits, _, labels) in zip(entries, evaluations):
+                entry.update({f"test_{k}": v for k, v in split_accuracy(logits.argmax(1), labels, groups).items()})
+        elapsed = time.perf_counter() - t0
+        saving = (epoch + 1) % first.checkpoint_every == 0 or epoch + 1 == first.epochs
+        if saving:
+            for group in optimizer.param_groups:
+                group["lr"] = lr  # as a run trained alone saves it
+            model_states = unpack_state(model.state_dict(), packs)
+            optimizer_states = unpack_optimizer_state(optimizer.state_dict(), packs)
+        for k, (run, entry) in enumerate(zip(runs, entries)):
+            run.seconds += elapsed
+            entry["seconds"] = run.seconds
+            run.history.append(entry)
+            if saving:
+                _save_checkpoint(checkpoints[k], _checkpoint_state(run, epoch + 1, model_states[k], optimizer_states[k]))
+        bar.set_postfix(_postfix(entries[0], spec))
+        if on_epoch_end is not None:
+            for k, entry in enumerate(entries):
+                on_epoch_end(k, epoch + 1, entry)
+    bar.close()
+
+    if evaluations is None:  # resumed from checkpoints of the last epoch
+        evaluations = evaluate_packed(model, test_loader, packs, autocast)
+    for run, state, evaluation in zip(runs, unpack_state(model.state_dict(), packs), evaluations):
+        run.model.load_state_dict(state)
+        record = _final_record(run.config, run.model, evaluation, train_data, test_data, groups, run.history,
+                               run.seconds, device, run.encoder_source, provenance)
+        record["data"]["full_train_counts"] = full_counts
+        record["environment"].update(step=f"packed_{step.kind}", packs=packs)
+        write_record(record, record_path(run.config, results_dir))
+
+
+@torch.inference_mode()
+def evaluate_packed(model: SplitModel, loader: TensorLoader, packs: int, autocast=contextlib.nullcontext()):
+    """:func:`evaluate` of a packed model: every run sees the same test images; a list of K
+    ``(logits, features, labels)``."""
+    model.eval()
+    logits, feats, labels = [], [], []
+    for x, y in loader:
+        x = x.repeat(1, packs, 1, 1).contiguous(memory_format=torch.channels_last)
+        with autocast:
+            z = model.features(x)
+            out = model.head(z)
+        feats.append(per_run(z.float(), packs))
+        logits.append(per_run(out.float(), packs))
+        labels.append(y)
+    logits, feats, labels = torch.cat(logits), torch.cat(feats), torch.cat(labels)
+    return [(logits[:, k], feats[:, k], labels) for k in range(packs)]
+
+
+def _input_size(config: RunConfig, train_data) -> int:
+    stored = min(train_data.images.shape[-2:])
+    if config.augmentation == "resized_crop_flip" and config.crop_size > stored:
+        raise ValueError(f"crop_size must be <= the stored image size {stored} of {config.dataset!r}, "
+                         f"got {config.crop_size}")
+    return config.crop_size if config.augmentation == "resized_crop_flip" else train_data.images.shape[-1]
+
+
+def _test_loader(config: RunConfig, test_data, device) -> TensorLoader:
+    mean, std = datasets.normalization(config.dataset)
+    return TensorLoader(test_data.images, test_data.labels, config.eval_batch_size, device=device, mean=mean,
+                        std=std, train=False, augmentation=config.augmentation, crop_size=config.crop_size)
+
+
+def _batch_sizes(config: RunConfig, loader: TensorLoader) -> list[int]:
+    n_train = len(loader.labels)
+    return [min(config.batch_size, n_train - start) for start in range(0, n_train, config.batch_size)]
 
 
 def _uses_static_step(config: RunConfig, device: torch.device, optimizer, distributed: bool,

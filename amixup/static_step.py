@@ -96,12 +96,14 @@ class StaticStep:
         """Whether a step at ``layer`` sees clean (un-mixed) predictions, as in the eager engine."""
         return not self.policy.mixes or layer == self.model.last_layer or self.need_clean
 
-    def draws(self, sizes, lam_epoch: float, host_gen: torch.Generator):
-        """The epoch's (lambda, layer, pairing) per batch, drawn in the eager engine's order."""
+    def draws(self, sizes, lam_epoch: float, host_gen: torch.Generator, policy: MixPolicy | None = None):
+        """The epoch's (lambda, layer, pairing) per batch, drawn in the eager engine's order (from
+        ``policy``, default this step's)."""
+        policy = policy or self.policy
         out = []
         for n in sizes:
-            lam, layer = self.policy.draw(lam_epoch)
-            perm = torch.randperm(n, generator=host_gen) if self.policy.mixes else None
+            lam, layer = policy.draw(lam_epoch)
+            perm = torch.randperm(n, generator=host_gen) if policy.mixes else None
             out.append((lam, layer, perm))
         return out
 

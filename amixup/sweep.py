@@ -28,6 +28,10 @@ Where the binary is missing or the daemon does not come up, ``"auto"`` warns onc
 MPS changes how the processes share the GPU, not what they compute: each worker is still an
 independent ``amixup.engine.train`` with its own seed, data order, lambda schedule and record.
 
+Several runs per network: ``run_sweep(..., pack=K)`` (command line ``--pack K``) trains up to K runs that
+differ only in seed, beta, alpha or fixed_lambda as one packed network per worker
+(:func:`amixup.engine.train_packed`, :mod:`amixup.packing`); each still gets its own record.
+
 ``workers="auto"`` (command line ``--workers auto``, the default) means ``per_gpu`` workers per GPU
 (``--workers-per-gpu``, default :data:`WORKERS_PER_GPU`) with MPS when the runs go to CUDA devices,
 and one worker (training in this process) on a CPU.
@@ -63,7 +67,8 @@ import torch
 from . import data
 from . import progress as progress_bars
 from .config import RunConfig, number_argument, parse_assignments
-from .engine import record_path, resolve_device, train
+from .engine import record_path, resolve_device, train, train_packed
+from .packing import pack_groups
 from .records import REPO_ROOT, read_record
 from .recipes import RECIPES, PROFILES, make_config
 
@@ -83,9 +88,18 @@ def pending(configs, results_dir) -> list[RunConfig]:
     return [c for c in configs if not record_path(c, results_dir).exists()]
 
 
-def _worker_command(config: RunConfig, results_dir: Path, threads: int) -> list[str]:
-    return [sys.executable, "-m", "amixup.sweep", "--worker", json.dumps(config.to_dict()),
+def _worker_command(group: list[RunConfig], results_dir: Path, threads: int) -> list[str]:
+    """The command of a worker process training ``group`` (one run, or several packed)."""
+    return [sys.executable, "-m", "amixup.sweep", "--worker", json.dumps([c.to_dict() for c in group]),
             "--results-dir", str(results_dir), "--threads", str(threads)]
+
+
+def _train_group(group: list[RunConfig], results_dir, progress: bool = False) -> None:
+    """One run with :func:`~amixup.engine.train`, several as one packed network with :func:`~amixup.engine.train_packed`."""
+    if len(group) == 1:
+        train(group[0], results_dir, progress=progress)
+    else:
+        train_packed(group, results_dir, progress=progress)
 
 
 # --------------------------------------------------------------------------- workers per GPU, CUDA MPS
@@ -256,7 +270,7 @@ def cuda_mps(required: bool = False, *, stacklevel: int = 3):
 # --------------------------------------------------------------------------- sweeps
 
 def run_sweep(configs, results_dir, *, workers="auto", devices=None, progress: bool = True, mps: str = "auto",
-              per_gpu: int = WORKERS_PER_GPU) -> list[dict]:
+              per_gpu: int = WORKERS_PER_GPU, pack: int = 1) -> list[dict]:
     """Train every config not finished yet and return all records, in the order of ``configs``.
 
     ``workers=1`` trains in this process; more start one process per run, at most ``workers`` at
@@ -264,8 +278,10 @@ def run_sweep(configs, results_dir, *, workers="auto", devices=None, progress: b
     config's own device). ``workers="auto"``: ``per_gpu`` processes per GPU where the runs go to CUDA
     devices (without ``devices``, runs on "auto" or "cuda" are spread over every visible GPU), 1 on a
     CPU. ``mps``: run the worker processes under CUDA MPS, "auto" where several runs share a GPU,
-    "on" always (an error if it cannot start), "off" never (see the module's docstring). Progress
-    shows runs done / total and the time left.
+    "on" always (an error if it cannot start), "off" never (see the module's docstring). ``pack``:
+    runs that differ only in seed, beta, alpha or fixed_lambda train up to ``pack`` at a time as one
+    packed network (:func:`amixup.engine.train_packed`), one pack per worker. Progress shows runs
+    done / total and the time left.
     """
     from tqdm import tqdm
 
@@ -273,6 +289,7 @@ def run_sweep(configs, results_dir, *, workers="auto", devices=None, progress: b
     if mps not in MPS_MODES:
         raise ValueError(f"mps must be one of {list(MPS_MODES)}, got {mps!r}")
     workers, devices = _resolve_workers(workers, configs, devices, per_gpu)
+    pack_groups([], pack)  # a bad pack is an error before any run
     if mps == "on" and workers == 1:
         raise ValueError("mps='on' puts worker processes under CUDA MPS, but with workers=1 the runs train "
                          "in this process: use workers > 1 (or mps='auto')")
@@ -280,57 +297,63 @@ def run_sweep(configs, results_dir, *, workers="auto", devices=None, progress: b
     todo = pending(configs, results_dir)
     bar = tqdm(total=len(configs), initial=len(configs) - len(todo), desc="sweep", unit="run",
                disable=not progress_bars.enabled(progress), file=progress_bars.stream())
+    groups = pack_groups(todo, pack)
     if workers == 1:
-        for config in todo:
-            train(config, results_dir, progress=progress)
-            bar.update(1)
+        for group in groups:
+            _train_group(group, results_dir, progress)
+            bar.update(len(group))
     elif todo:
         threads = max(1, (os.cpu_count() or 1) // workers)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
         plugins = data.plugin_modules(c.dataset for c in todo)  # registered datasets reach the workers
         env["AMIXUP_PLUGINS"] = ",".join(filter(None, [os.environ.get("AMIXUP_PLUGINS"), *plugins]))
-        worker_devices = [devices[i % len(devices)] if devices else c.device for i, c in enumerate(todo)]
+        worker_devices = [devices[i % len(devices)] if devices else g[0].device for i, g in enumerate(groups)]
 
-        def launch(i, config):
+        def launch(i, group):
             if devices:
-                config = RunConfig.from_dict({**config.to_dict(), "device": worker_devices[i]})
-            done = subprocess.run(_worker_command(config, results_dir, threads), env=env,
+                group = [RunConfig.from_dict({**c.to_dict(), "device": worker_devices[i]}) for c in group]
+            done = subprocess.run(_worker_command(group, results_dir, threads), env=env,
                                   capture_output=True, text=True)
             if done.returncode != 0:
-                raise RuntimeError(f"run {config.run_id()} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
-            return config
+                what = f"run {group[0].run_id()}" if len(group) == 1 else \
+                    f"pack of {len(group)} runs ({', '.join(c.run_id() for c in group)})"
+                raise RuntimeError(f"{what} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+            return group
 
         failures = []
         with contextlib.ExitStack() as stack:
             if _wants_mps(mps, worker_devices):  # stopped on leaving, after every worker has ended
                 env.update(stack.enter_context(cuda_mps(required=mps == "on", stacklevel=5)))  # run_sweep's caller
             pool = stack.enter_context(ThreadPoolExecutor(max_workers=workers))
-            futures = [pool.submit(launch, i, c) for i, c in enumerate(todo)]
+            futures = {pool.submit(launch, i, g): g for i, g in enumerate(groups)}
             try:
                 for future in as_completed(futures):
                     try:
                         future.result()
                     except RuntimeError as err:
-                        failures.append(str(err))
-                    bar.update(1)
+                        failures.append((len(futures[future]), str(err)))
+                    bar.update(len(futures[future]))
             except BaseException:  # e.g. KeyboardInterrupt: start no further run
                 for future in futures:
                     future.cancel()
                 raise
         if failures:
             bar.close()
-            raise RuntimeError(f"{len(failures)} of {len(todo)} runs failed; the others are recorded.\n" + failures[0])
+            failed = sum(n for n, _ in failures)
+            raise RuntimeError(f"{failed} of {len(todo)} runs failed; the others are recorded.\n" + failures[0][1])
     bar.close()
     return [read_record(record_path(c, results_dir)) for c in configs]
 
 
-def submit_slurm(configs, results_dir, *, folder="slurm_logs", cluster: str | None = None, **slurm_parameters):
+def submit_slurm(configs, results_dir, *, folder="slurm_logs", cluster: str | None = None, pack: int = 1,
+                 **slurm_parameters):
     """Submit the pending runs as a SLURM job array with submitit; returns the submitit jobs.
 
     ``slurm_parameters`` go to ``AutoExecutor.update_parameters`` (e.g. ``slurm_partition="gpu",
     gpus_per_node=1, timeout_min=600``). ``cluster`` is submitit's: None picks SLURM where it is
     installed, ``"local"`` runs the jobs as local processes, ``"debug"`` in this process.
     Resubmitting the same grid skips finished runs and resumes interrupted ones from their checkpoints.
+    ``pack`` > 1: one job per pack of runs (:func:`run_sweep`'s ``pack``), whose result is the list of its records.
     """
     import submitit
 
@@ -340,7 +363,8 @@ def submit_slurm(configs, results_dir, *, folder="slurm_logs", cluster: str | No
     executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
     executor.update_parameters(**slurm_parameters)
     with executor.batch():
-        jobs = [executor.submit(train, c, str(results_dir), progress=False) for c in todo]
+        jobs = [executor.submit(train, g[0], str(results_dir), progress=False) if len(g) == 1 else
+                executor.submit(train_packed, g, str(results_dir), progress=False) for g in pack_groups(todo, pack)]
     return jobs
 
 
@@ -370,6 +394,9 @@ def main(argv=None) -> int:
     parser.add_argument("--mps", choices=MPS_MODES, default="auto",
                         help="CUDA MPS for the worker processes: auto (default: when several runs share a GPU), "
                              "on (always; an error if the daemon cannot start), off")
+    parser.add_argument("--pack", type=_positive_int, default=1, metavar="K",
+                        help="train up to K runs that differ only in seed/beta/alpha/fixed_lambda as one packed "
+                             "network per worker (default: 1, each run alone)")
     parser.add_argument("--slurm", action="append", default=[], metavar="PARAM=VALUE",
                         help="submit to SLURM with submitit instead of running here, e.g. --slurm "
                              "slurm_partition=gpu --slurm gpus_per_node=1 --slurm timeout_min=720")
@@ -383,7 +410,7 @@ def main(argv=None) -> int:
 
         if args.threads:
             torch.set_num_threads(args.threads)
-        train(RunConfig.from_dict(json.loads(args.worker)), args.results_dir, progress=False)
+        _train_group([RunConfig.from_dict(c) for c in json.loads(args.worker)], args.results_dir)
         return 0
 
     try:
@@ -401,8 +428,9 @@ def main(argv=None) -> int:
     except (TypeError, ValueError) as err:
         parser.error(str(err))
     if args.slurm:
-        jobs = submit_slurm(configs, args.results_dir, folder=args.slurm_folder, **slurm)
-        print(f"submitted {len(jobs)} runs ({len(configs) - len(jobs)} already finished): "
+        todo = len(pending(configs, args.results_dir))
+        jobs = submit_slurm(configs, args.results_dir, folder=args.slurm_folder, pack=args.pack, **slurm)
+        print(f"submitted {todo} runs as {len(jobs)} jobs ({len(configs) - todo} already finished): "
               + ", ".join(str(job.job_id) for job in jobs))
         return 0
     devices = args.devices.split(",") if args.devices else None
@@ -410,7 +438,7 @@ def main(argv=None) -> int:
         parser.error("--mps on puts worker processes under CUDA MPS, but with one worker the runs train in "
                      "this process: use --workers N (N > 1)")
     records = run_sweep(configs, args.results_dir, workers=args.workers, devices=devices, mps=args.mps,
-                        per_gpu=args.workers_per_gpu)
+                        per_gpu=args.workers_per_gpu, pack=args.pack)
     for rec in records:
         print(rec["run_id"], f"acc_all={rec['metrics']['last']['acc_all']:.2f}")
     return 0

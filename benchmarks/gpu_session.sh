@@ -15,11 +15,7 @@ PY=${PY:-python3}
 COMMIT=${COMMIT:?set COMMIT to the commit of this tree}
 DEADLINE=${DEADLINE:-380}   # seconds for everything
 BENCH_T=${BENCH_T:-165}     # seconds for the benchmark
-START=$(date +%s)
-left() { echo $(( DEADLINE - ($(date +%s) - START) )); }
-mkdir -p "$OUT/logs"
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 AMIXUP_PROGRESS=off AMIXUP_COMMIT=$COMMIT
-export OMP_NUM_THREADS=1 AMIXUP_DATA_PATH=$PWD/.carry/datasets AMIXUP_CACHE_DIR=${AMIXUP_CACHE_DIR:-/tmp/amixup-cache}
+source benchmarks/gpu_session_setup.sh
 if [ -n "${TINY:-}" ]; then
   DEVICE=cpu; OVERRIDES='{"train_subset": 300, "test_subset": 200, "epochs": 1, "milestones": []}'
   BENCH_ARGS="--device cpu --tiny"; BETA_WORKERS=2; VGG_WORKERS=2
@@ -28,11 +24,6 @@ else
   BENCH_ARGS="--device cuda --eager-epochs 8 --epochs 20 --concurrent 8,16 --concurrent-epochs 10 --bf16"
   BETA_WORKERS=${BETA_WORKERS:-12}; VGG_WORKERS=${VGG_WORKERS:-4}
 fi
-{ nvidia-smi -L; $PY -c "import torch; print(torch.__version__, torch.cuda.is_available())"; } > "$OUT/logs/env.txt" 2>&1
-t=$(date +%s)
-timeout 90 $PY -c "from amixup import data; print(data.build_dataset('cifar10', 'train').source); data.build_dataset('cifar10', 'test')" \
-  > "$OUT/logs/cache.txt" 2>&1
-echo "cache rc=$? $(( $(date +%s) - t )) s" >> "$OUT/logs/phases.txt"
 
 # 1. throughput (the GPU to itself)
 t=$(date +%s)

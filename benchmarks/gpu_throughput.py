@@ -10,6 +10,9 @@ projects each phase to the paper's 200-epoch run:
 * ``concurrent_K``   K static runs at once (seeds seed..seed+K-1) through ``amixup.sweep.run_sweep(...,
                      workers=K, devices=[device], mps="auto")``: K processes on the device, under CUDA MPS on a GPU
                      (``--concurrent 4,8,12``; ``--mps off`` for the same without MPS);
+* ``packed_K``       K runs (seeds seed..seed+K-1) trained as one packed network in one process
+                     (``amixup.engine.train_packed`` through ``run_sweep(..., workers=1, pack=K)``; ``--packed 8,16``);
+  ``packed_KxP``     P such processes at once, K * P runs, under CUDA MPS on a GPU (``--packed 8x2``);
 * ``static_ckpt_end`` / ``static_eval2048``  the static run with ``checkpoint_every=epochs`` (one checkpoint, at
                      the end) / with ``eval_batch_size=2048`` (``--variants``).
 
@@ -67,7 +70,7 @@ FULL_EPOCHS = 200  # the paper's run, which every phase is projected to
 #: issue 9's targets
 TARGET_RUN_SECONDS = 30.0      # one 200-epoch run on one H100 / H200
 TARGET_RUNS_PER_HOUR = 240.0   # on one GPU (Table 3's 480 runs in <= 2 GPU-hours)
-TINY = dict(train_subset=256, test_subset=100, epochs=2, concurrent="2")
+TINY = dict(train_subset=256, test_subset=100, epochs=2, concurrent="2", packed="2")
 EXPERIMENT = "gpu-throughput"
 
 FORMULAS = {
@@ -113,6 +116,23 @@ def _k_list(text: str) -> list[int]:
     return values
 
 
+def _pack_list(text: str) -> list[tuple[int, int]]:
+    """``"8,16,8x2"`` -> ``[(8, 1), (16, 1), (8, 2)]``: K packed runs per process, P processes."""
+    if text.strip() in ("", "none", "0"):
+        return []
+    out = []
+    for item in text.split(","):
+        k, _, p = item.partition("x")
+        try:
+            pair = (int(k), int(p or 1))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected K or KxP items (e.g. 8,16,8x2), got {item!r}") from None
+        if min(pair) < 1:
+            raise argparse.ArgumentTypeError(f"K and P must be >= 1, got {item!r}")
+        out.append(pair)
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python benchmarks/gpu_throughput.py",
@@ -129,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrent", type=_k_list, default=None, metavar="K1,K2",
                         help="numbers of concurrent static runs, one phase each (default: 4,8,12; 2 with --tiny; "
                              "'none': no concurrent phase)")
+    parser.add_argument("--packed", type=_pack_list, default=None, metavar="K,KxP",
+                        help="packed phases: K runs trained as one packed network (amixup.packing) in one process, "
+                             "or P such processes at once (KxP, under MPS on a GPU); default none (2 with --tiny)")
     parser.add_argument("--mps", choices=["auto", "on", "off"], default="auto",
                         help="CUDA MPS for the concurrent phases, as amixup.sweep's mps (default: auto, i.e. on a GPU)")
     parser.add_argument("--bf16", action="store_true", help="also a solo static phase in bf16 autocast")
@@ -185,6 +208,10 @@ def plan_phases(args, device: str, epochs: int, eager_epochs: int, concurrent_ep
     for k in ks:
         phases.append(dict(common, name=f"concurrent_{k}", kind="concurrent", k=k, epochs=concurrent_epochs,
                            overrides=static, mps=args.mps))
+    for pack, procs in args.packed:  # P processes of K packed runs: a concurrent phase of K * P runs
+        phases.append(dict(common, name=f"packed_{pack}" + (f"x{procs}" if procs > 1 else ""), kind="concurrent",
+                           k=pack * procs, pack=pack, workers=procs, epochs=concurrent_epochs, overrides=static,
+                           mps=args.mps))
     if args.bf16:
         phases.append(dict(common, name="static_bf16", kind="solo", epochs=epochs,
                            overrides={**static, "precision": "bf16"}))
@@ -248,11 +275,12 @@ def run_phase(phase: dict, out: Path) -> None:
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", sweep.MPSWarning)
-            records = sweep.run_sweep(configs, results_dir, workers=phase["k"], devices=[phase["device"]],
-                                      mps=phase["mps"], progress=False)
+            workers = phase.get("workers", phase["k"])
+            records = sweep.run_sweep(configs, results_dir, workers=workers, devices=[phase["device"]],
+                                      mps=phase["mps"], pack=phase.get("pack", 1), progress=False)
         sweep_wall = time.perf_counter() - start
         mps_problems = [str(w.message) for w in caught if issubclass(w.category, sweep.MPSWarning)]
-        wants = phase["k"] > 1 and sweep._wants_mps(phase["mps"], [phase["device"]] * phase["k"])
+        wants = workers > 1 and sweep._wants_mps(phase["mps"], [phase["device"]] * workers)
         result = {"sweep_wall_s": sweep_wall, "runs": [_run_summary(r) for r in records],
                   "mps": bool(wants and not mps_problems), "mps_warnings": mps_problems}
     out.write_text(json.dumps(result) + "\n")
@@ -306,7 +334,7 @@ def summarise_run(run: dict) -> dict:
     return {"seed": run.get("seed"), "epochs_done": len(seconds), "first_epoch_s": first, "steady_epoch_s": steady,
             "checkpoint_s": checkpoint, "projected_200_s": _projected(first, steady, checkpoint, checkpoint_every),
             "first_train_loss": run["history"][0]["train_loss"] if run["history"] else None,
-            "test_acc": run.get("test_acc")}
+            "test_acc": run.get("test_acc"), "step": (run.get("environment") or {}).get("step")}
 
 
 def summarise(phase: dict, raw: dict | None, wall: float) -> dict:
@@ -484,6 +512,7 @@ def execute(phase: dict, timeout: float, workdir: Path) -> dict:
               "overrides": phase["overrides"], "timeout_s": round(timeout, 1)}
     if phase["kind"] == "concurrent":
         result["k"], result["mps_mode"] = phase["k"], phase["mps"]
+        result["pack"], result["processes"] = phase.get("pack", 1), phase.get("workers", phase["k"])
     if status != "ok":
         result["exit_code"] = proc.returncode
         result["stderr_tail"] = _tail(stderr)
@@ -571,6 +600,8 @@ def main(argv=None) -> dict | None:
     eager_epochs = args.eager_epochs or epochs
     concurrent_epochs = args.concurrent_epochs or epochs
     ks = args.concurrent if args.concurrent is not None else _k_list(TINY["concurrent"] if args.tiny else "4,8,12")
+    if args.packed is None:
+        args.packed = _pack_list(TINY["packed"] if args.tiny else "none")
     args.epochs, args.eager_epochs, args.concurrent_epochs, args.concurrent = epochs, eager_epochs, concurrent_epochs, ks
 
     import torch

@@ -69,7 +69,8 @@ def test_gpu_throughput_tiny_cpu_run_writes_every_phase(data_env, tmp_path, caps
     assert (recipe["dataset"], recipe["imb_factor"], recipe["method"], recipe["model"]) == \
         ("cifar10_lt", 100, "am_mixup", "resnet32")
     assert recipe["milestones"] == [160, 180]  # the paper's, not rescaled to 2 epochs
-    assert set(saved["phases"]) == {"eager", "static", "concurrent_2"}
+    assert saved["arguments"]["packed"] == [[2, 1]]
+    assert set(saved["phases"]) == {"eager", "static", "concurrent_2", "packed_2"}
     for name, phase in saved["phases"].items():
         assert phase["status"] == "ok", phase.get("stderr_tail")
         assert phase["wall_s"] > 0 and phase["first_epoch_s"] > 0 and phase["steady_epoch_s"] > 0
@@ -84,6 +85,11 @@ def test_gpu_throughput_tiny_cpu_run_writes_every_phase(data_env, tmp_path, caps
     assert conc["k"] == 2 and sorted(r["seed"] for r in conc["runs"]) == [0, 1]
     assert conc["runs_per_hour"] == pytest.approx(conc["epochs_done"] / conc["sweep_wall_s"] * 3600 / 200)
     assert conc["mps"] is False  # a CPU: no MPS
+    packed = saved["phases"]["packed_2"]
+    assert (packed["k"], packed["pack"], packed["processes"]) == (2, 2, 1)
+    assert [r["step"] for r in packed["runs"]] == ["packed_static_eager"] * 2
+    assert [r["step"] for r in conc["runs"]] == ["static_eager"] * 2
+    assert packed["runs_per_hour_projected"] == pytest.approx(2 * 3600 / packed["projected_200_s"])
     targets = saved["targets"]
     assert targets["run_200_epochs_s"]["target_max"] == 30 and targets["runs_per_hour"]["target_min"] == 240
     assert isinstance(targets["run_200_epochs_s"]["met"], bool) and isinstance(targets["runs_per_hour"]["met"], bool)
@@ -94,9 +100,60 @@ def test_gpu_throughput_tiny_cpu_run_writes_every_phase(data_env, tmp_path, caps
 def test_gpu_throughput_records_a_phase_that_runs_out_of_time_and_goes_on(data_env, tmp_path):
     bench = load_gpu_script()
     out = tmp_path / "gpu_throughput.json"
-    result = bench.main(["--device", "cpu", "--tiny", "--out", str(out), "--no-eager", "--concurrent", "none",
+    result = bench.main(["--device", "cpu", "--tiny", "--out", str(out), "--no-eager", "--concurrent", "none", "--packed", "none",
                          "--phase-timeout", "1", "--bf16"])
     assert [(p["name"], p["status"]) for p in result["phases"].values()] == [("static", "timeout"),
                                                                              ("static_bf16", "timeout")]
     assert result["targets"]["run_200_epochs_s"]["met"] is None
     assert json.loads(out.read_text())["phases"]["static"]["timeout_s"] == 1
+
+
+# --------------------------------------------------------------------------- benchmarks/packing_step.py
+
+def test_packing_step_benchmark_times_alone_and_packed_steps(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("packing_step", GPU_SCRIPT.with_name("packing_step.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "packing.json"
+    result = bench.main(["--device", "cpu", "--models", "cnn_vis2d", "--packs", "1,2", "--steps", "1",
+                         "--warmup", "1", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert [(r["model"], r["packs"], r["step"]) for r in result["rows"]] == [("cnn_vis2d", 1, "static_eager"),
+                                                                            ("cnn_vis2d", 2, "static_eager")]
+    for row in result["rows"]:
+        assert row["alone_ms"] > 0 and row["packed_ms"] > 0
+        assert row["speedup"] == pytest.approx(row["alone_ms"] / row["packed_ms"])
+    assert result["device_name"] and "commit" in result
+    with pytest.raises(SystemExit):
+        bench.main(["--models", "vit", "--out", str(out)])
+    assert "is a _PatchEmbedding" in capsys.readouterr().err
+
+
+def test_the_prepared_packed_gpu_session_runs_its_cpu_path(data_env, tmp_path):
+    """benchmarks/gpu_session_packed.sh with TINY=1: the script a GPU session runs, on the CPU, end to end."""
+    import os
+    import subprocess
+    import sys
+    import tarfile
+
+    root = GPU_SCRIPT.parents[1]
+    out = tmp_path / "out"
+    env = {**os.environ, "TINY": "1", "PY": sys.executable, "COMMIT": "0" * 40, "DEADLINE": "400"}
+    done = subprocess.run(["bash", "benchmarks/gpu_session_packed.sh", str(out)], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    phases = (out / "logs" / "phases.txt").read_text()
+    assert all(f"{name} rc=0" in phases for name in ("cache", "check", "step", "bench")), phases
+    check = json.loads((out / "packed_check.json").read_text())
+    assert [run["step"] for run in check["runs"]] == [["static_eager", "packed_static_eager"]] * 2
+    for run in check["runs"]:  # the same draws: the same lambda, losses equal to float rounding
+        assert [h["lambda"] for h in run["alone"]] == [h["lambda"] for h in run["packed"]]
+        assert run["alone"][0]["train_loss"] == pytest.approx(run["packed"][0]["train_loss"], rel=1e-4)
+    assert len(json.loads((out / "packing_step.json").read_text())["rows"]) == 2
+    bench = json.loads((out / "gpu_throughput.json").read_text())
+    assert bench["commit"] == "0" * 40
+    assert {name: p["status"] for name, p in bench["phases"].items()} == {"static": "ok", "packed_2": "ok",
+                                                                          "packed_2x2": "ok"}
+    assert bench["phases"]["packed_2x2"]["k"] == 4
+    with tarfile.open(out / "logs.tgz") as archive:
+        assert "logs/bench.txt" in archive.getnames()

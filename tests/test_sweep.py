@@ -205,3 +205,20 @@ def test_mps_on_with_a_single_in_process_worker_is_an_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         sweep.main(["--workers", "1", "--mps", "on", "--results-dir", str(tmp_path)])
     assert "--mps on" in capsys.readouterr().err
+
+
+def test_a_packed_sweep_trains_each_pack_in_one_worker_and_gives_the_records_of_packed_runs(data_env, tmp_path):
+    configs = sweep.expand_grid("motivation", "smoke", {"method": ["ce", "am_mixup"]}, seeds=(0, 1, 2), **SMOKE)
+    engine.load_data(configs[0])  # decode the images once (session cache), not in both workers at once
+    records = sweep.run_sweep(configs, tmp_path / "workers", workers=2, pack=2, mps="off", progress=False)
+    assert [r["run_id"] for r in records] == [c.run_id() for c in configs]
+    assert [r["environment"].get("packs", 1) for r in records] == [2, 2, 1, 2, 2, 1]  # seeds (0, 1) + (2)
+    here = sweep.run_sweep(configs, tmp_path / "here", workers=1, pack=2, progress=False)
+    assert [r["metrics"]["last"] for r in here] == [r["metrics"]["last"] for r in records]
+    with pytest.raises(ValueError, match="pack must be an integer >= 1, got 0"):
+        sweep.run_sweep(configs, tmp_path / "bad", workers=1, pack=0, progress=False)
+    jobs = sweep.submit_slurm(configs, tmp_path / "slurm", folder=tmp_path / "logs", cluster="debug", pack=3)
+    assert len(jobs) == 2  # one job per pack of three seeds
+    for job in jobs:
+        job.result()
+    assert sweep.pending(configs, tmp_path / "slurm") == []

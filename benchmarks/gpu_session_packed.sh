@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The measurement of packed runs (amixup.packing) on a GPU, as one prepared script (issue 9):
+#   1. correctness on the GPU: 2 packed runs against the same 2 runs alone (static step), 3 epochs of the
+#      Table 3 recipe on 2,000 images: first-epoch losses, accuracies, lambda, which step ran;
+#   2. benchmarks/packing_step.py: one step of K runs alone against packed, ResNet32 and CNN-Vis2D, K up to 32;
+#   3. benchmarks/gpu_throughput.py: solo static (baseline on the same card), 8 concurrent processes under
+#      MPS (the sweep's default today), packed 8, 16, 32 in one process, and 16 x 2 processes.
+# Every phase has its own time limit inside a global deadline; what finished is packed into $OUT.
+#
+#   COMMIT=$(git rev-parse HEAD) bash benchmarks/gpu_session_packed.sh OUTDIR
+#
+# Needs cifar10-jpeg.tar.gz in .carry/datasets (a git-ignored folder carried to the machine).
+# TINY=1 runs the same path on a CPU in a few minutes (a few hundred images, 1-2 epochs, no MPS).
+set -u
+OUT=${1:?usage: COMMIT=sha bash benchmarks/gpu_session_packed.sh OUTDIR}
+PY=${PY:-python3}
+COMMIT=${COMMIT:?set COMMIT to the commit of this tree}
+DEADLINE=${DEADLINE:-420}   # seconds for everything
+source benchmarks/gpu_session_setup.sh
+if [ -n "${TINY:-}" ]; then
+  DEVICE=cpu; CHECK_IMAGES=300; CHECK_EPOCHS=1
+  BENCH_ARGS="--device cpu --tiny --no-eager --concurrent none --packed 2,2x2"; PHASE_T=120
+  STEP_ARGS="--device cpu --models cnn_vis2d --packs 1,2 --steps 1 --warmup 1"
+else
+  DEVICE=cuda; CHECK_IMAGES=2000; CHECK_EPOCHS=3
+  BENCH_ARGS="--device cuda --no-eager --epochs 10 --concurrent 8 --concurrent-epochs 10 --packed 8,16,32,16x2"
+  PHASE_T=70
+  STEP_ARGS="--device cuda --packs 1,4,8,16,32 --steps 30"
+fi
+
+# 1. packed against alone, on this device
+t=$(date +%s)
+timeout 120 $PY - "$DEVICE" "$CHECK_IMAGES" "$CHECK_EPOCHS" "$OUT/packed_check.json" > "$OUT/logs/check.txt" 2>&1 <<'EOF'
+import json, sys, tempfile, time
+import torch
+from amixup import engine
+from amixup.recipes import make_config
+device, images, epochs, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+configs = [make_config("cifar_lt", "paper", dataset="cifar10_lt", imb_factor=100, method="am_mixup", seed=seed,
+                       epochs=epochs, warmup_epochs=min(5, epochs - 1), milestones=(160, 180), train_subset=images,
+                       test_subset=1000, device=device, step_mode="static", experiment="packed-check")
+           for seed in (0, 1)]
+result = {"device": torch.cuda.get_device_name() if device == "cuda" else device, "torch": torch.__version__}
+with tempfile.TemporaryDirectory() as tmp:
+    t = time.perf_counter()
+    packed = engine.train_packed(configs, f"{tmp}/packed", progress=False)
+    result["packed_s"] = time.perf_counter() - t
+    alone = []
+    t = time.perf_counter()
+    for config in configs:
+        alone.append(engine.train(config, f"{tmp}/alone", progress=False))
+    result["alone_s"] = time.perf_counter() - t
+keys = ("train_loss", "train_acc_clean", "lambda", "test_all")
+result["runs"] = [{"seed": a["config"]["seed"], "step": [a["environment"]["step"], p["environment"]["step"]],
+                   "alone": [{k: h[k] for k in keys} for h in a["history"]],
+                   "packed": [{k: h[k] for k in keys} for h in p["history"]]} for a, p in zip(alone, packed)]
+json.dump(result, open(out, "w"), indent=1)
+for run in result["runs"]:
+    print(run["seed"], run["step"])
+    for a, p in zip(run["alone"], run["packed"]):
+        print("  alone ", a, "\n  packed", p)
+EOF
+echo "check rc=$? $(( $(date +%s) - t )) s" >> "$OUT/logs/phases.txt"
+
+# 2. one step, K runs alone against packed (no data, no epoch loop)
+t=$(date +%s)
+timeout 100 $PY benchmarks/packing_step.py $STEP_ARGS --out "$OUT/packing_step.json" > "$OUT/logs/step.txt" 2>&1
+echo "step rc=$? $(( $(date +%s) - t )) s" >> "$OUT/logs/phases.txt"
+
+# 3. throughput: the baseline and the packed phases on the same card
+t=$(date +%s)
+BENCH_T=$(( $(left) - 15 ))
+timeout "$BENCH_T" $PY benchmarks/gpu_throughput.py $BENCH_ARGS --phase-timeout "$PHASE_T" \
+  --deadline $(( BENCH_T - 10 )) --commit "$COMMIT" --out "$OUT/gpu_throughput.json" > "$OUT/logs/bench.txt" 2>&1
+echo "bench rc=$? $(( $(date +%s) - t )) s" >> "$OUT/logs/phases.txt"
+cat "$OUT/logs/phases.txt"
+tail -n 25 "$OUT/logs/check.txt" "$OUT/logs/step.txt" "$OUT/logs/bench.txt"
+tar czf "$OUT/logs.tgz" -C "$OUT" logs

@@ -1,0 +1,152 @@
+"""Time of one training step: K runs alone (K static steps) against the same K runs packed (one packed step).
+
+No data is read: each step trains on random images of the recipe's shape (batch 128, 3 x 32 x 32) with
+AM-mixup at the last layer, through the engine's own step classes (:class:`amixup.static_step.StaticStep` and
+:class:`amixup.packing.PackedStep`, replayed as CUDA graphs on a GPU, eager on a CPU). For every model and K it
+reports milliseconds per step of the K runs alone (K steps one after the other in one process) and packed (one
+step), and their ratio: how much faster the packed network trains the same K runs in one process. Processes
+sharing a GPU under MPS are measured by ``benchmarks/gpu_throughput.py``, not here.
+
+    python benchmarks/packing_step.py --device cuda --packs 1,4,8,16,32 --steps 50
+    python benchmarks/packing_step.py --device cpu --models cnn_vis2d --packs 1,2 --steps 2 --warmup 1  # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a file from a checkout: import the checkout's amixup
+    sys.path.insert(0, str(ROOT))
+
+from amixup.config import number_argument  # noqa: E402
+
+BATCH, SHAPE, CLASSES = 128, (3, 32, 32), 10
+
+
+def _steppers(model_name: str, packs: int, device, precision: str):
+    """The K runs alone (K StaticSteps) and packed (one PackedStep), with their random batches."""
+    import torch
+
+    from amixup.mixing import MixPolicy, resolve_spec
+    from amixup.models import build_model
+    from amixup.packing import PackedStep, pack_models
+    from amixup.static_step import StaticStep
+
+    spec = resolve_spec("am_mixup")
+    models = []
+    for seed in range(packs):
+        torch.manual_seed(seed)
+        models.append(build_model(model_name, CLASSES, SHAPE[0], SHAPE[1]).to(device, memory_format=torch.channels_last))
+    packed = pack_models(models)
+
+    def sgd(params):
+        return torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=2e-4)
+
+    def policy(model, seed):
+        return MixPolicy(spec, eligible_layers=model.manifold_layers, last_layer_index=model.last_layer, seed=seed)
+
+    common = dict(batch_size=BATCH, device=device, precision=precision, need_clean=True)
+    alone = [StaticStep(m, policy(m, k), sgd(m.parameters()), sample_shape=SHAPE, **common)
+             for k, m in enumerate(models)]
+    together = PackedStep(packed, [policy(packed, k) for k in range(packs)], sgd(packed.parameters()),
+                          sample_shape=SHAPE, **common)
+    xs = [torch.randn(BATCH, *SHAPE, device=device).contiguous(memory_format=torch.channels_last) for _ in range(packs)]
+    ys = [torch.randint(0, CLASSES, (BATCH,), device=device) for _ in range(packs)]
+    return alone, together, xs, ys
+
+
+def _time(run_steps, steps: int, warmup: int, sync) -> float:
+    """Milliseconds per step of ``run_steps(n)`` after ``warmup`` steps (captures happen there)."""
+    run_steps(warmup)
+    sync()
+    start = time.perf_counter()
+    run_steps(steps)
+    sync()
+    return (time.perf_counter() - start) / steps * 1000
+
+
+def measure(model_name: str, packs: int, device, steps: int, warmup: int, precision: str) -> dict:
+    import torch
+
+    alone, together, xs, ys = _steppers(model_name, packs, device, precision)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    gens = [torch.Generator().manual_seed(k) for k in range(packs)]
+
+    def run_alone(n):
+        for step, x, y, gen in zip(alone, xs, ys, gens):
+            step.run_epoch([(x, y)] * n, [BATCH] * n, 0.7, 0.1, gen)
+
+    def run_packed(n):
+        together.run_epoch([(xs, ys)] * n, [BATCH] * n, [0.7] * packs, 0.1, gens)
+
+    alone_ms = _time(run_alone, steps, warmup, sync)
+    packed_ms = _time(run_packed, steps, warmup, sync)
+    return {"model": model_name, "packs": packs, "alone_ms": alone_ms, "packed_ms": packed_ms,
+            "alone_ms_per_run": alone_ms / packs, "packed_ms_per_run": packed_ms / packs,
+            "speedup": alone_ms / packed_ms, "step": together.kind}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(prog="python benchmarks/packing_step.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--models", default="resnet32,cnn_vis2d", help="comma-separated (default: resnet32,cnn_vis2d)")
+    parser.add_argument("--packs", default="1,4,8,16", help="comma-separated K (default: 1,4,8,16)")
+    parser.add_argument("--steps", type=number_argument(int, 1), default=30, help="timed steps (default: 30)")
+    parser.add_argument("--warmup", type=number_argument(int, 0), default=5,
+                        help="untimed steps first; CUDA graphs are captured after 3 (default: 5)")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON path (default: results/benchmarks/packing_step_<device-slug>.json)")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from amixup import engine
+    from amixup.models import MODELS
+    from amixup.packing import check_packable_model
+    from amixup.records import git_commit
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from gpu_throughput import device_name, slug
+
+    try:
+        device = engine.resolve_device(args.device)
+        packs = [int(k) for k in args.packs.split(",")]
+        models = args.models.split(",")
+        for name in models:
+            if name not in MODELS:
+                raise ValueError(f"--models: {name!r} is not one of {sorted(MODELS)}")
+            check_packable_model(MODELS[name](num_classes=CLASSES))
+        if not packs or min(packs) < 1:
+            raise ValueError(f"--packs must be integers >= 1, got {args.packs!r}")
+    except ValueError as err:
+        parser.error(str(err))
+    name = device_name(device)
+    out = args.out or ROOT / "results" / "benchmarks" / f"packing_step_{slug(name)}.json"
+    result = {"benchmark": "packing_step", "device": str(device), "device_name": name, "torch": torch.__version__,
+              "python": platform.python_version(), "threads": torch.get_num_threads(), **git_commit(),
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "batch": BATCH, "method": "am_mixup", "precision": args.precision, "steps": args.steps,
+              "warmup": args.warmup, "rows": []}
+    print(f"{'model':10} {'K':>3} {'alone ms':>9} {'packed ms':>9} {'ms/run packed':>13} {'speedup':>7}")
+    for model_name in models:
+        for k in packs:
+            row = measure(model_name, k, device, args.steps, args.warmup, args.precision)
+            result["rows"].append(row)
+            print(f"{model_name:10} {k:3d} {row['alone_ms']:9.2f} {row['packed_ms']:9.2f} "
+                  f"{row['packed_ms_per_run']:13.2f} {row['speedup']:6.2f}x", flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""Packed runs (amixup.packing): K runs in one network give each run the record it gets alone.
+
+The packed network is the K networks side by side along the channels, so its forward, gradients and
+SGD update are the runs' own: exactly in float64, up to the order of float sums in float32. Training
+K = 2 packed runs must give each the record it gets alone (same draws, accuracies, lambda trajectory
+and test metrics; losses to float rounding), resume from its own checkpoints, and interchange
+checkpoints with runs trained alone.
+"""
+
+import math
+import shutil
+
+import pytest
+import torch
+
+from amixup.config import RunConfig
+from amixup.engine import train, train_packed
+from amixup.mixing import MixPolicy, mixup, resolve_spec
+from amixup.models import build_model
+from amixup.packing import (PackedStep, check_packable, cross_entropy_per_run, mix_packed, pack_groups, pack_inputs,
+                            pack_models, pack_optimizer_state, pack_state, unpack_optimizer_state, unpack_state)
+from amixup.recipes import ABLATION_ROWS, make_config
+
+from test_engine import comparable
+from test_static_step import assert_same_record
+
+SMOKE = dict(train_subset=500, test_subset=200, device="cpu", experiment="test")
+
+
+def smoke(method="ce", seed=0, **kw):
+    return make_config("motivation", "smoke", method=method, seed=seed, **{**SMOKE, **kw})
+
+
+def _models(name, packs, dtype=None):
+    models = []
+    for seed in range(packs):
+        torch.manual_seed(seed)
+        models.append(build_model(name, 10, 3, 32).to(dtype or torch.get_default_dtype()))
+    return models
+
+
+@pytest.mark.parametrize("name", ["resnet32", "vgg11", "cnn_vis2d"])
+def test_the_packed_network_is_the_runs_side_by_side_exactly_in_float64(name):
+    models = _models(name, 3, torch.float64)
+    packed = pack_models(models)
+    xs = [torch.randn(6, 3, 32, 32, dtype=torch.float64) for _ in models]
+    ys = torch.randint(0, 10, (3, 6))
+    logits = packed(pack_inputs(xs))
+    cross_entropy_per_run(logits, ys).sum().backward()
+    alone = [m(x) for m, x in zip(models, xs)]
+    for m, out, y in zip(models, alone, ys):
+        torch.nn.functional.cross_entropy(out, y).backward()
+    torch.testing.assert_close(logits, torch.cat(alone, 1), rtol=1e-12, atol=1e-12)
+    grads = unpack_state({n: p.grad for n, p in packed.named_parameters()}, 3)
+    buffers = unpack_state(packed.state_dict(), 3)  # BatchNorm running statistics of each run's own batch
+    for m, g, b in zip(models, grads, buffers):
+        for n, p in m.named_parameters():
+            torch.testing.assert_close(g[n], p.grad, rtol=1e-10, atol=1e-12)
+        for n, v in m.state_dict().items():
+            torch.testing.assert_close(b[n], v, rtol=1e-12, atol=1e-12)
+
+
+def test_the_packed_network_keeps_the_runs_layout_and_device():
+    models = [m.to(memory_format=torch.channels_last) for m in _models("resnet32", 2)]
+    packed = pack_models(models)
+    conv = packed.stages[0][0].weight
+    assert conv.shape == (32, 3, 3, 3) and conv.is_contiguous(memory_format=torch.channels_last)
+    assert not pack_models(_models("resnet32", 2)).stages[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_pack_and_unpack_are_inverse():
+    models = _models("resnet32", 2)
+    states = unpack_state(pack_models(models).state_dict(), 2)
+    for m, s in zip(models, states):
+        assert s.keys() == m.state_dict().keys()
+        assert all(torch.equal(s[k], v) for k, v in m.state_dict().items())
+    opt = [{"state": {0: {"momentum_buffer": torch.randn(4, 3)}, 1: {"momentum_buffer": torch.randn(2)}},
+            "param_groups": [{"lr": 0.1, "params": [0, 1]}]} for _ in range(3)]
+    back = unpack_optimizer_state(pack_optimizer_state(opt), 3)
+    for a, b in zip(opt, back):
+        assert a["param_groups"] == b["param_groups"]
+        assert all(torch.equal(a["state"][i]["momentum_buffer"], b["state"][i]["momentum_buffer"]) for i in (0, 1))
+    assert pack_state([{"w": torch.ones(2)}, {"w": torch.zeros(2)}])["w"].tolist() == [1, 1, 0, 0]
+
+
+def test_mix_packed_is_eq4_per_run_with_its_own_pairing_and_lambda():
+    h = [torch.arange(12.0).view(3, 2, 2) + 100 * k for k in range(2)]  # run k: 3 samples, 2 channels, 2 wide
+    perm = torch.tensor([[1, 2, 0], [2, 0, 1]])
+    lam = torch.tensor([0.75, 0.25])
+    mixed = mix_packed(pack_inputs(h), perm, lam, 1 - lam).unflatten(1, (2, 2))
+    for k in range(2):
+        expected = mixup(h[k], torch.zeros(3), float(lam[k]), perm[k])[0]
+        torch.testing.assert_close(mixed[:, k], expected)
+    # by hand: run 1, sample 0 = 0.25 * h1[0] + 0.75 * h1[2]
+    assert mixed[0, 1, 0, 0].item() == pytest.approx(0.25 * 100 + 0.75 * 108)
+    identity = mix_packed(pack_inputs(h), perm, torch.ones(2), torch.zeros(2))
+    assert torch.equal(identity, pack_inputs(h))  # weights (1, 0): the runs that did not draw this layer
+
+
+def test_cross_entropy_per_run_is_each_runs_mean():
+    logits = torch.randn(5, 2 * 4)
+    y = torch.randint(0, 4, (2, 5))
+    per_run = cross_entropy_per_run(logits, y)
+    for k in range(2):
+        assert per_run[k].item() == pytest.approx(torch.nn.functional.cross_entropy(logits[:, 4 * k:4 * k + 4], y[k]).item())
+
+
+@pytest.fixture
+def float64_default():
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)
+
+
+def test_a_packed_step_trains_each_run_as_alone(float64_default):
+    """One step of the packed ResNet32 (mixing, one-sided labels, momentum SGD) moves each run's weights as
+    its own step does. In float64: in float32 a ResNet32 on 8 random images amplifies the rounding of a
+    different summation order to 1e-3 of a gradient; the rounding of lambda to float32 is what is left."""
+    models = _models("resnet32", 2)
+    twins = _models("resnet32", 2)
+    packed = pack_models(models)
+    opt = torch.optim.SGD(packed.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4)
+    policies = [MixPolicy(resolve_spec("am_mixup"), last_layer_index=packed.last_layer, seed=s) for s in range(2)]
+    step = PackedStep(packed, policies, opt, batch_size=8, sample_shape=(3, 32, 32), device="cpu",
+                      precision="fp32", need_clean=True)
+    xs = [torch.randn(8, 3, 32, 32) for _ in range(2)]
+    ys = [torch.randint(0, 10, (8,)) for _ in range(2)]
+    gens = [torch.Generator().manual_seed(s) for s in range(2)]
+    loss_sum, correct, clean, n_seen, n_clean = step.run_epoch([(xs, ys)], [8], [0.7, 0.3], 0.1, gens)
+    assert n_seen == 8 and n_clean == [8, 8]
+    for k, twin in enumerate(twins):
+        opt_k = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4)
+        lam = [0.7, 0.3][k]
+        perm = torch.randperm(8, generator=torch.Generator().manual_seed(k))  # run k's pairing, drawn alone
+        logits, _ = twin.forward_mixed(xs[k], twin.last_layer, lambda h: mixup(h, ys[k], lam, perm)[0])
+        target = ys[k] if lam >= 0.5 else ys[k][perm]
+        loss = torch.nn.functional.cross_entropy(logits, target)
+        loss.backward()
+        opt_k.step()
+        assert loss_sum[k].item() == pytest.approx(loss.item() * 8, rel=1e-6)
+        assert correct[k].item() == (logits.argmax(1) == target).sum().item()
+        after = unpack_state(packed.state_dict(), 2)[k]
+        for name, value in twin.state_dict().items():
+            torch.testing.assert_close(after[name], value, rtol=1e-6, atol=1e-8)
+
+
+CASES = {
+    "ce": dict(method="ce"),
+    "mixup": dict(method="mixup"),
+    "manifold_mixup": dict(method="manifold_mixup"),  # the runs draw different layers
+    "am_mixup": dict(method="am_mixup", beta=1.5, epochs=3),  # lambda falls below 0.5 at its own pace per run
+    "fixed_0.3": dict(method="am_mixup", rate="fixed", fixed_lambda=0.3),
+    "row1_clean_forward": dict(method="am_mixup", **ABLATION_ROWS[1]),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_two_packed_runs_get_the_records_they_get_alone(case, data_env, tmp_path):
+    configs = [smoke(seed=seed, **CASES[case]) for seed in (0, 1)]
+    if case == "am_mixup":
+        configs[1] = smoke(seed=1, **{**CASES[case], "beta": 0.5})  # packed runs may differ in beta
+    packed = train_packed(configs, tmp_path / "packed", progress=False)
+    for config, rec in zip(configs, packed):
+        alone = train(config, tmp_path / "alone", progress=False)
+        assert rec["environment"]["step"] == "packed_static_eager" and rec["environment"]["packs"] == 2
+        assert_same_record(alone, rec, feature_atol=1e-2)  # 2-D features of size ~5: 1e-4 of float rounding
+    if case == "am_mixup":
+        assert packed[0]["lambda_trajectory"] != packed[1]["lambda_trajectory"]
+        assert min(packed[0]["lambda_trajectory"]) < 0.5
+
+
+def test_a_killed_pack_resumes_to_the_same_records_and_a_run_can_go_on_alone(data_env, tmp_path):
+    configs = [smoke("am_mixup", seed=seed, epochs=5, checkpoint_every=2) for seed in (0, 1)]
+    reference = train_packed(configs, tmp_path / "ref", progress=False)
+    seen = []
+
+    def kill_after_epoch_3(run, epoch, entry):
+        seen.append((run, epoch))
+        if epoch == 3 and run == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_packed(configs, tmp_path / "run", progress=False, on_epoch_end=kill_after_epoch_3)
+    assert seen[-2:] == [(0, 3), (1, 3)]
+    shutil.copytree(tmp_path / "run", tmp_path / "alone")
+    epochs = []
+    resumed = train_packed(configs, tmp_path / "run", progress=False,
+                           on_epoch_end=lambda run, epoch, entry: epochs.append((run, epoch)))
+    assert epochs == [(0, 3), (1, 3), (0, 4), (1, 4), (0, 5), (1, 5)]  # from the epoch-2 checkpoints
+    assert [comparable(r) for r in resumed] == [comparable(r) for r in reference]
+    # a run of the killed pack goes on alone from its packed checkpoint
+    epochs = []
+    alone = train(configs[0], tmp_path / "alone", progress=False, on_epoch_end=lambda e, _: epochs.append(e))
+    assert epochs == [3, 4, 5]
+    assert_same_record(reference[0], alone, feature_atol=1e-2)
+
+
+def test_runs_at_different_epochs_train_in_turn_and_finished_runs_are_read(data_env, tmp_path):
+    configs = [smoke("mixup", seed=seed, epochs=3) for seed in (0, 1, 2)]
+    first = train(configs[2], tmp_path, progress=False)
+    partial = smoke("mixup", seed=1, epochs=3)
+
+    def stop_at_1(epoch, entry):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(partial, tmp_path, progress=False, on_epoch_end=stop_at_1)
+    epochs = []
+    records = train_packed(configs, tmp_path, progress=False, on_epoch_end=lambda r, e, _: epochs.append((r, e)))
+    assert epochs == [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3)]  # run 0 from the start, run 1 from its epoch 1
+    assert comparable(records[2]) == comparable(first)  # read, not retrained
+    assert [r["run_id"] for r in records] == [c.run_id() for c in configs]
+
+
+def test_what_cannot_be_packed_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"differ only in .*these differ: \['method'\]"):
+        check_packable([smoke("ce"), smoke("mixup", seed=1)])
+    with pytest.raises(ValueError, match="distinct"):
+        check_packable([smoke("ce"), smoke("ce")])
+    with pytest.raises(ValueError, match="optimizer='sgd'"):
+        check_packable([smoke("ce", optimizer="adamw", lr=1e-3)])
+    with pytest.raises(ValueError, match="module .* is a _DenseLayer"):
+        check_packable([smoke("ce", model="densenet_bc")])
+    with pytest.raises(ValueError, match="is a _PatchEmbedding"):
+        check_packable([smoke("ce", model="vit")])
+
+
+def test_pack_groups_packs_runs_that_differ_in_seed_or_beta_only():
+    configs = [smoke("am_mixup", seed=s, beta=b) for b in (0.34, 1.0) for s in range(3)]
+    configs += [smoke("ce", seed=s) for s in range(2)] + [smoke("ce", model="vit")]
+    groups = pack_groups(configs, 4)
+    assert [[(c.method, c.seed, c.beta) for c in g] for g in groups] == [
+        [("am_mixup", 0, 0.34), ("am_mixup", 1, 0.34), ("am_mixup", 2, 0.34), ("am_mixup", 0, 1.0)],
+        [("am_mixup", 1, 1.0), ("am_mixup", 2, 1.0)],
+        [("ce", 0, 0.34), ("ce", 1, 0.34)],
+        [("ce", 0, 0.34)],  # the ViT cannot be packed: alone
+    ]
+    assert groups[-1][0].model == "vit"
+    assert [len(g) for g in pack_groups(configs, 1)] == [1] * len(configs)
+    with pytest.raises(ValueError, match="pack must be an integer >= 1"):
+        pack_groups(configs, 0)
+    assert isinstance(configs[0], RunConfig) and math.isclose(configs[3].beta, 1.0)
+
+
+def test_run_configs_packs_the_unfinished_runs_and_skips_those_without_data(data_env, tmp_path):
+    from amixup.experiments import run_configs
+
+    configs = [smoke("am_mixup", seed=seed) for seed in range(3)]
+    missing = [make_config("cifar_lt", "smoke", dataset="cifar100_lt", imb_factor=100, method="ce", seed=s, device="cpu")
+               for s in (0, 1)]
+    records = run_configs(configs + missing, tmp_path, progress=False, pack=2)
+    assert [r["run_id"] for r in records] == [c.run_id() for c in configs]  # cifar100_lt: no data here, skipped
+    assert [r["environment"].get("packs") for r in records] == [2, 2, None]  # the third trained alone
+    assert run_configs(configs, tmp_path, progress=False, pack=2) == records  # read back, nothing retrained
