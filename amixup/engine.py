@@ -327,7 +327,7 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
     if _uses_static_step(config, device, optimizer, distributed, frozen_features):
         static = StaticStep(model, policy, optimizer, batch_size=config.batch_size, device=device,
                             sample_shape=(train_data.images.shape[1], input_size, input_size),
-                            precision=config.precision, need_clean=need_clean)
+                            precision=config.precision, need_clean=need_clean, compile=config.compile_step)
     if frozen_features:
         # the encoder is frozen, the batches unaugmented and unmixed: encode every image once
         # and train the head on the stored features, in the order the image loader would draw
@@ -492,7 +492,8 @@ def _train_pack(configs, results_dir: Path, progress: bool, on_epoch_end) -> Non
     autocast = _autocast(device, first.precision)
     step = PackedStep(model, [run.policy for run in runs], optimizer, batch_size=first.batch_size, device=device,
                       sample_shape=(train_data.images.shape[1], input_size, input_size), precision=first.precision,
-                      need_clean=need_clean, graphs=device.type == "cuda" and first.step_mode != "eager")
+                      need_clean=need_clean, graphs=device.type == "cuda" and first.step_mode != "eager",
+                      compile=first.compile_step)
     test_loader = _test_loader(first, test_data, device)
     groups = class_groups(first.split_convention, full_counts, first.many_threshold, first.few_threshold)
     provenance = code_provenance()
@@ -585,9 +586,12 @@ def _batch_sizes(config: RunConfig, loader: TensorLoader) -> list[int]:
 
 def _uses_static_step(config: RunConfig, device: torch.device, optimizer, distributed: bool,
                       frozen_features: bool) -> bool:
-    """Whether the epoch runs through :class:`~amixup.static_step.StaticStep`: ``step_mode="static"``,
-    or ``"auto"`` on one CUDA device with SGD; ``"static"`` where it cannot apply is an error."""
+    """Whether the epoch runs through :class:`~amixup.static_step.StaticStep`: ``step_mode="static"`` or
+    ``compile_step=True``, or ``"auto"`` on one CUDA device with SGD; either where it cannot apply is an error."""
     if config.step_mode == "eager":
+        if config.compile_step:
+            raise ValueError("compile_step=True compiles the static step; it needs step_mode='auto' or 'static', "
+                             "not 'eager'")
         return False
     problems = []
     if distributed:
@@ -598,9 +602,11 @@ def _uses_static_step(config: RunConfig, device: torch.device, optimizer, distri
         check_sgd(optimizer)
     except ValueError as err:
         problems.append(str(err).removeprefix("step_mode='static' needs "))
-    if config.step_mode == "static" and problems:
-        raise ValueError(f"step_mode='static' needs {'; '.join(problems)}; use step_mode='auto' or 'eager'")
-    return not problems and (config.step_mode == "static" or device.type == "cuda")
+    if (config.step_mode == "static" or config.compile_step) and problems:
+        what, instead = (("step_mode='static'", "step_mode='auto' or 'eager'") if config.step_mode == "static" else
+                         ("compile_step=True (the static step)", "compile_step=False"))
+        raise ValueError(f"{what} needs {'; '.join(problems)}; use {instead}")
+    return not problems and (config.step_mode == "static" or config.compile_step or device.type == "cuda")
 
 
 def _uses_frozen_features(config: RunConfig, policy: MixPolicy, distributed: bool) -> bool:

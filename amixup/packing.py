@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from .config import RunConfig
 from .mixing import MixPolicy
 from .models import SplitModel, _BasicBlock
-from .static_step import StaticStep, frozen_batchnorm_stats
+from .static_step import StaticStep
 
 #: Modules that act on each channel alone (or only hold others): unchanged by packing.
 _CHANNEL_LOCAL = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Sequential,
@@ -259,11 +259,12 @@ class PackedStep(StaticStep):
     """
 
     def __init__(self, model: SplitModel, policies: list[MixPolicy], optimizer: torch.optim.SGD, *, batch_size: int,
-                 sample_shape, device, precision: str, need_clean: bool, graphs: bool | None = None):
+                 sample_shape, device, precision: str, need_clean: bool, graphs: bool | None = None,
+                 compile: bool = False):
         packs = len(policies)
         channels, *spatial = sample_shape
         super().__init__(model, policies[0], optimizer, batch_size=batch_size, sample_shape=(packs * channels, *spatial),
-                         device=device, precision=precision, need_clean=need_clean, graphs=graphs)
+                         device=device, precision=precision, need_clean=need_clean, graphs=graphs, compile=compile)
         self.policies, self.packs, self.channels = policies, packs, channels
         spec = policies[0].spec
         if spec.layer == "drawn" and model.last_layer in policies[0].eligible_layers:
@@ -322,17 +323,14 @@ class PackedStep(StaticStep):
             n_clean = [c + (n if self.has_clean(layer) else 0) for c, (_, layer, _) in zip(n_clean, steps[i])]
         return self.loss_sum, self.correct_mixed, self.correct_clean, n_seen, n_clean
 
-    def _step(self, x, y, perm, lam, lam_rest, layers) -> None:
-        """One step of the K runs with tensors only: what a CUDA graph captures."""
-        model, policy, packs = self.model, self.policy, self.packs
+    def _forward_loss(self, x, y, perm, lam, lam_rest, layers):
+        """The K runs' logits, losses ``[K]`` (Eq. 8 or 9 each), free clean logits and scored labels ``[K, B]``."""
+        model, policy = self.model, self.policy
         with self.autocast:
             if policy.mixes:
                 mixes = {layer: functools.partial(mix_packed, perm=perm, lam=lam[1 + j], lam_rest=lam_rest[1 + j])
                          for j, layer in enumerate(layers)}
                 logits, clean = model.forward_mixing(x, mixes)
-                if clean is None and self.need_clean:
-                    with torch.no_grad(), frozen_batchnorm_stats(model):
-                        clean = model(x)
             else:
                 logits, _ = model.forward_mixing(x, {})
                 clean = logits.detach()
@@ -347,9 +345,12 @@ class PackedStep(StaticStep):
                     losses = cross_entropy_per_run(logits, dominant)  # Eq. 9
                 else:  # Eq. 8
                     losses = lam[0] * cross_entropy_per_run(logits, y) + lam_rest[0] * cross_entropy_per_run(logits, partner)
-        losses.sum().backward()  # run k's parameters get run k's gradient only
-        self._sgd_update()
+        return losses.sum(), (losses, logits), clean, dominant  # the sum's gradient: run k's loss's for run k
+
+    @torch.no_grad()
+    def _count(self, loss, outputs, clean, dominant, y) -> None:
+        losses, logits = outputs
         self.loss_sum += losses.detach() * y.shape[1]
-        self.correct_mixed += (predictions_per_run(logits.detach(), packs) == dominant).sum(1)
+        self.correct_mixed += (predictions_per_run(logits.detach(), self.packs) == dominant).sum(1)
         if clean is not None:
-            self.correct_clean += (predictions_per_run(clean, packs) == y).sum(1)
+            self.correct_clean += (predictions_per_run(clean, self.packs) == y).sum(1)

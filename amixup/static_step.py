@@ -66,7 +66,8 @@ class StaticStep:
     """
 
     def __init__(self, model: SplitModel, policy: MixPolicy, optimizer: torch.optim.SGD, *, batch_size: int,
-                 sample_shape, device: torch.device, precision: str, need_clean: bool, graphs: bool | None = None):
+                 sample_shape, device: torch.device, precision: str, need_clean: bool, graphs: bool | None = None,
+                 compile: bool = False):
         check_sgd(optimizer)
         self.model, self.policy, self.optimizer = model, policy, optimizer
         self.params = list(optimizer.param_groups[0]["params"])
@@ -84,13 +85,16 @@ class StaticStep:
         self.loss_sum = torch.zeros((), device=device)
         self.correct_mixed = torch.zeros((), dtype=torch.long, device=device)
         self.correct_clean = torch.zeros((), dtype=torch.long, device=device)
+        self.compiled = bool(compile)
+        if compile:  # fused kernels for the forward and the loss (and, through AOTAutograd, their backward)
+            self._forward_loss = torch.compile(self._forward_loss, dynamic=False)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self._graph_grads: dict[int, list] = {}  # gradient memory each graph writes, kept alive
         self.eager_full_steps = 0
 
     @property
     def kind(self) -> str:
-        return "cuda_graph" if self.graphs_enabled else "static_eager"
+        return ("cuda_graph" if self.graphs_enabled else "static_eager") + ("_compiled" if self.compiled else "")
 
     def has_clean(self, layer: int) -> bool:
         """Whether a step at ``layer`` sees clean (un-mixed) predictions, as in the eager engine."""
@@ -173,15 +177,24 @@ class StaticStep:
         self._clear_grads()
         self._step(x, y, perm, lam, lam_rest, layer)
 
-    def _step(self, x, y, perm, lam, lam_rest, layer: int) -> None:
+    def _step(self, x, y, perm, lam, lam_rest, layer) -> None:
         """One step with tensors only: what a CUDA graph captures."""
+        loss, outputs, clean, dominant = self._forward_loss(x, y, perm, lam, lam_rest, layer)
+        if clean is None and self.policy.mixes and self.need_clean:  # the un-mixed batch's predictions
+            with torch.no_grad(), frozen_batchnorm_stats(self.model), self.autocast:
+                clean = self.model(x)
+        loss.backward()
+        self._sgd_update()
+        self._count(loss, outputs, clean, dominant, y)
+
+    def _forward_loss(self, x, y, perm, lam, lam_rest, layer: int):
+        """The loss (Eq. 8 or 9), what :meth:`_count` needs of the outputs (the logits, mixed at ``layer``),
+        the clean logits where they come for free (mixing at the last layer, or none), and the labels the
+        predictions are scored against. With ``compile`` this is what ``torch.compile`` fuses."""
         model, policy = self.model, self.policy
         with self.autocast:
             if policy.mixes:
                 logits, clean = model.forward_mixed(x, layer, lambda h: torch.addcmul(h * lam, h[perm], lam_rest))
-                if clean is None and self.need_clean:
-                    with torch.no_grad(), frozen_batchnorm_stats(model):
-                        clean = model(x)
             else:
                 logits, _ = model.forward_mixed(x, None, None)
                 clean = logits.detach()
@@ -195,8 +208,10 @@ class StaticStep:
                     loss = F.cross_entropy(logits, dominant)  # Eq. 9
                 else:
                     loss = lam * F.cross_entropy(logits, y) + lam_rest * F.cross_entropy(logits, y[perm])  # Eq. 8
-        loss.backward()
-        self._sgd_update()
+        return loss, logits, clean, dominant
+
+    @torch.no_grad()
+    def _count(self, loss, logits, clean, dominant, y) -> None:
         self.loss_sum += loss.detach() * y.shape[0]
         self.correct_mixed += (logits.detach().argmax(1) == dominant).sum()
         if clean is not None:

@@ -13,6 +13,8 @@ projects each phase to the paper's 200-epoch run:
 * ``packed_K``       K runs (seeds seed..seed+K-1) trained as one packed network in one process
                      (``amixup.engine.train_packed`` through ``run_sweep(..., workers=1, pack=K)``; ``--packed 8,16``);
   ``packed_KxP``     P such processes at once, K * P runs, under CUDA MPS on a GPU (``--packed 8x2``);
+* ``..._compiled``   with ``--compile``: the static and every packed phase again with ``compile_step=True``
+                     (torch.compile of the step's forward and loss, then the same CUDA graph);
 * ``static_ckpt_end`` / ``static_eval2048``  the static run with ``checkpoint_every=epochs`` (one checkpoint, at
                      the end) / with ``eval_batch_size=2048`` (``--variants``).
 
@@ -152,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--packed", type=_pack_list, default=None, metavar="K,KxP",
                         help="packed phases: K runs trained as one packed network (amixup.packing) in one process, "
                              "or P such processes at once (KxP, under MPS on a GPU); default none (2 with --tiny)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also each static and packed phase with compile_step=True (torch.compile: fused kernels; "
+                             "the first epoch then includes the compilation)")
     parser.add_argument("--mps", choices=["auto", "on", "off"], default="auto",
                         help="CUDA MPS for the concurrent phases, as amixup.sweep's mps (default: auto, i.e. on a GPU)")
     parser.add_argument("--bf16", action="store_true", help="also a solo static phase in bf16 autocast")
@@ -204,14 +209,18 @@ def plan_phases(args, device: str, epochs: int, eager_epochs: int, concurrent_ep
     phases = []
     if not args.no_eager:
         phases.append(dict(common, name="eager", kind="solo", epochs=eager_epochs, overrides={"step_mode": "eager"}))
-    phases.append(dict(common, name="static", kind="solo", epochs=epochs, overrides=static))
+    compiled = [False, True] if args.compile else [False]
+    for fuse in compiled:
+        phases.append(dict(common, name="static" + "_compiled" * fuse, kind="solo", epochs=epochs,
+                           overrides={**static, "compile_step": True} if fuse else static))
+    for pack, procs in args.packed:  # P processes of K packed runs: a concurrent phase of K * P runs
+        for fuse in compiled:
+            phases.append(dict(common, name=f"packed_{pack}" + (f"x{procs}" if procs > 1 else "") + "_compiled" * fuse,
+                               kind="concurrent", k=pack * procs, pack=pack, workers=procs, epochs=concurrent_epochs,
+                               overrides={**static, "compile_step": True} if fuse else static, mps=args.mps))
     for k in ks:
         phases.append(dict(common, name=f"concurrent_{k}", kind="concurrent", k=k, epochs=concurrent_epochs,
                            overrides=static, mps=args.mps))
-    for pack, procs in args.packed:  # P processes of K packed runs: a concurrent phase of K * P runs
-        phases.append(dict(common, name=f"packed_{pack}" + (f"x{procs}" if procs > 1 else ""), kind="concurrent",
-                           k=pack * procs, pack=pack, workers=procs, epochs=concurrent_epochs, overrides=static,
-                           mps=args.mps))
     if args.bf16:
         phases.append(dict(common, name="static_bf16", kind="solo", epochs=epochs,
                            overrides={**static, "precision": "bf16"}))

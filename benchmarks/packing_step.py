@@ -30,7 +30,7 @@ from amixup.config import number_argument  # noqa: E402
 BATCH, SHAPE, CLASSES = 128, (3, 32, 32), 10
 
 
-def _steppers(model_name: str, packs: int, device, precision: str):
+def _steppers(model_name: str, packs: int, device, precision: str, compile: bool = False):
     """The K runs alone (K StaticSteps) and packed (one PackedStep), with their random batches."""
     import torch
 
@@ -52,7 +52,7 @@ def _steppers(model_name: str, packs: int, device, precision: str):
     def policy(model, seed):
         return MixPolicy(spec, eligible_layers=model.manifold_layers, last_layer_index=model.last_layer, seed=seed)
 
-    common = dict(batch_size=BATCH, device=device, precision=precision, need_clean=True)
+    common = dict(batch_size=BATCH, device=device, precision=precision, need_clean=True, compile=compile)
     alone = [StaticStep(m, policy(m, k), sgd(m.parameters()), sample_shape=SHAPE, **common)
              for k, m in enumerate(models)]
     together = PackedStep(packed, [policy(packed, k) for k in range(packs)], sgd(packed.parameters()),
@@ -72,10 +72,11 @@ def _time(run_steps, steps: int, warmup: int, sync) -> float:
     return (time.perf_counter() - start) / steps * 1000
 
 
-def measure(model_name: str, packs: int, device, steps: int, warmup: int, precision: str) -> dict:
+def measure(model_name: str, packs: int, device, steps: int, warmup: int, precision: str,
+            compile: bool = False) -> dict:
     import torch
 
-    alone, together, xs, ys = _steppers(model_name, packs, device, precision)
+    alone, together, xs, ys = _steppers(model_name, packs, device, precision, compile)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     gens = [torch.Generator().manual_seed(k) for k in range(packs)]
 
@@ -102,6 +103,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--warmup", type=number_argument(int, 0), default=5,
                         help="untimed steps first; CUDA graphs are captured after 3 (default: 5)")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--compile", action="store_true",
+                        help="both sides with torch.compile (compile_step); the warm-up steps then include compilation")
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON path (default: results/benchmarks/packing_step_<device-slug>.json)")
     args = parser.parse_args(argv)
@@ -133,12 +136,13 @@ def main(argv=None) -> dict:
     result = {"benchmark": "packing_step", "device": str(device), "device_name": name, "torch": torch.__version__,
               "python": platform.python_version(), "threads": torch.get_num_threads(), **git_commit(),
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "batch": BATCH, "method": "am_mixup", "precision": args.precision, "steps": args.steps,
+              "batch": BATCH, "method": "am_mixup", "precision": args.precision, "compile": args.compile,
+              "steps": args.steps,
               "warmup": args.warmup, "rows": []}
     print(f"{'model':10} {'K':>3} {'alone ms':>9} {'packed ms':>9} {'ms/run packed':>13} {'speedup':>7}")
     for model_name in models:
         for k in packs:
-            row = measure(model_name, k, device, args.steps, args.warmup, args.precision)
+            row = measure(model_name, k, device, args.steps, args.warmup, args.precision, args.compile)
             result["rows"].append(row)
             print(f"{model_name:10} {k:3d} {row['alone_ms']:9.2f} {row['packed_ms']:9.2f} "
                   f"{row['packed_ms_per_run']:13.2f} {row['speedup']:6.2f}x", flush=True)

@@ -157,3 +157,19 @@ def test_the_prepared_packed_gpu_session_runs_its_cpu_path(data_env, tmp_path):
     assert bench["phases"]["packed_2x2"]["k"] == 4
     with tarfile.open(out / "logs.tgz") as archive:
         assert "logs/bench.txt" in archive.getnames()
+
+
+def test_gpu_throughput_plans_compiled_twins_of_the_static_and_packed_phases():
+    bench = load_gpu_script()
+    args = bench.build_parser().parse_args(["--packed", "16,8x2", "--compile", "--concurrent", "8", "--no-eager"])
+    phases = bench.plan_phases(args, "cpu", 10, 10, 10, [8])
+    assert [p["name"] for p in phases] == ["static", "static_compiled", "packed_16", "packed_16_compiled", "packed_8x2",
+                                           "packed_8x2_compiled", "concurrent_8"]
+    by_name = {p["name"]: p for p in phases}
+    assert by_name["packed_8x2_compiled"]["k"] == 16 and by_name["packed_8x2_compiled"]["workers"] == 2
+    for phase in phases:
+        config = bench.make_run_config(phase, 0)
+        assert config.compile_step is phase["name"].endswith("_compiled")
+        assert config.step_mode == "static"
+    with pytest.raises(SystemExit):
+        bench.build_parser().parse_args(["--packed", "8y2"])

@@ -22,7 +22,7 @@ from amixup.packing import (PackedStep, check_packable, cross_entropy_per_run, m
 from amixup.recipes import ABLATION_ROWS, make_config
 
 from test_engine import comparable
-from test_static_step import assert_same_record
+from test_static_step import assert_close_history, assert_same_record
 
 SMOKE = dict(train_subset=500, test_subset=200, device="cpu", experiment="test")
 
@@ -168,6 +168,17 @@ def test_two_packed_runs_get_the_records_they_get_alone(case, data_env, tmp_path
     if case == "am_mixup":
         assert packed[0]["lambda_trajectory"] != packed[1]["lambda_trajectory"]
         assert min(packed[0]["lambda_trajectory"]) < 0.5
+
+
+def test_a_compiled_pack_trains_each_run_as_alone(data_env, tmp_path):
+    configs = [smoke("am_mixup", seed=seed, beta=1.5, epochs=3, compile_step=True) for seed in (0, 1)]
+    packed = train_packed(configs, tmp_path / "packed", progress=False)
+    for config, rec in zip(configs, packed):
+        assert rec["environment"]["step"] == "packed_static_eager_compiled"
+        alone = train(RunConfig.from_dict({**config.to_dict(), "compile_step": False, "step_mode": "eager"}),
+                      tmp_path / "alone", progress=False)
+        assert_close_history(alone, rec)
+    assert min(packed[1]["lambda_trajectory"]) < 0.5
 
 
 def test_a_killed_pack_resumes_to_the_same_records_and_a_run_can_go_on_alone(data_env, tmp_path):

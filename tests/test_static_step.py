@@ -44,6 +44,17 @@ def assert_same_record(eager, static, rel=1e-4, feature_atol=1e-3):
         assert torch.allclose(torch.tensor(features[0]["test"]), torch.tensor(features[1]["test"]), atol=feature_atol)
 
 
+def assert_close_history(reference, fused):
+    """Histories of the same run through differently fused kernels (torch.compile): they round differently, so a
+    near-tied prediction may flip; losses agree to 1e-3, accuracies and lambda to a sample or two of 500."""
+    assert len(reference["history"]) == len(fused["history"])
+    for he, hc in zip(reference["history"], fused["history"]):
+        assert hc["train_loss"] == pytest.approx(he["train_loss"], rel=1e-3)
+        for key in ("train_acc_clean", "train_acc_mixed", "lambda"):
+            assert hc[key] == pytest.approx(he[key], abs=0.005), key
+        assert hc["test_all"] == pytest.approx(he["test_all"], abs=1.0)
+
+
 CASES = {
     "ce": dict(method="ce"),
     "mixup": dict(method="mixup"),
@@ -135,3 +146,18 @@ def test_checkpoints_every_k_epochs_and_a_kill_between_them_resumes_to_the_same_
     assert epochs_run == [3, 4, 5]  # epoch 3 again, from the epoch-2 checkpoint
     assert torch.load(ckpt, weights_only=True)["epoch"] == 5  # the last epoch is always saved
     assert comparable(resumed) == comparable(reference)
+
+
+def test_the_compiled_static_step_gives_the_eager_record(data_env, tmp_path):
+    """compile_step=True: torch.compile fuses the forward and loss (their backward too); on a CPU the
+    static step then runs the compiled code eagerly. Same draws and accuracies, losses to rounding."""
+    eager = train(smoke("am_mixup", step_mode="eager", beta=1.5, epochs=3), tmp_path / "eager", progress=False)
+    compiled = train(smoke("am_mixup", compile_step=True, beta=1.5, epochs=3), tmp_path / "compiled", progress=False)
+    assert compiled["environment"]["step"] == "static_eager_compiled"
+    assert compiled["config"]["compile_step"] is True and compiled["run_id"] == eager["run_id"]
+    assert_close_history(eager, compiled)
+    assert min(compiled["lambda_trajectory"]) < 0.5  # the flipped labels were compiled too
+    with pytest.raises(ValueError, match="compile_step=True compiles the static step; it needs step_mode"):
+        train(smoke("am_mixup", compile_step=True, step_mode="eager"), tmp_path / "bad", progress=False)
+    with pytest.raises(ValueError, match=r"compile_step=True \(the static step\) needs optimizer='sgd'"):
+        train(smoke("am_mixup", compile_step=True, optimizer="adamw", lr=1e-3), tmp_path / "bad", progress=False)
