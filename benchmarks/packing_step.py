@@ -4,7 +4,8 @@ No data is read: each step trains on random images of the recipe's shape (batch 
 AM-mixup at the last layer, through the engine's own step classes (:class:`amixup.static_step.StaticStep` and
 :class:`amixup.packing.PackedStep`, replayed as CUDA graphs on a GPU, eager on a CPU). For every model and K it
 reports milliseconds per step of the K runs alone (K steps one after the other in one process) and packed (one
-step), and their ratio: how much faster the packed network trains the same K runs in one process. Processes
+step), and their ratio: how much faster the packed network trains the same K runs in one process; and the ATen
+operators one step dispatches (the K runs alone together, and packed), the kernels a launch-bound GPU pays for. Processes
 sharing a GPU under MPS are measured by ``benchmarks/gpu_throughput.py``, not here.
 
     python benchmarks/packing_step.py --device cuda --packs 1,4,8,16,32 --steps 50
@@ -72,6 +73,25 @@ def _time(run_steps, steps: int, warmup: int, sync) -> float:
     return (time.perf_counter() - start) / steps * 1000
 
 
+def count_ops(step, x, y, perm, layer) -> int:
+    """ATen operators one eager step of ``step`` dispatches (forward, backward, update): about the kernels a
+    device runs per step, which is what a launch-bound GPU pays for."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    lam = step.lam.new_full(step.lam.shape, 0.7)
+    with Count():
+        step._eager(x, y, perm, lam, 1 - lam, layer)
+    return Count.calls
+
+
 def measure(model_name: str, packs: int, device, steps: int, warmup: int, precision: str,
             compile: bool = False) -> dict:
     import torch
@@ -89,9 +109,13 @@ def measure(model_name: str, packs: int, device, steps: int, warmup: int, precis
 
     alone_ms = _time(run_alone, steps, warmup, sync)
     packed_ms = _time(run_packed, steps, warmup, sync)
+    perm = torch.randperm(BATCH).to(device)
+    alone_ops = sum(count_ops(step, x, y, perm, step.model.last_layer) for step, x, y in zip(alone, xs, ys))
+    packed_ops = count_ops(together, torch.cat(xs, 1).contiguous(memory_format=torch.channels_last),
+                           torch.stack(ys), perm.repeat(packs, 1), together.mix_layers)
     return {"model": model_name, "packs": packs, "alone_ms": alone_ms, "packed_ms": packed_ms,
             "alone_ms_per_run": alone_ms / packs, "packed_ms_per_run": packed_ms / packs,
-            "speedup": alone_ms / packed_ms, "step": together.kind}
+            "speedup": alone_ms / packed_ms, "alone_ops": alone_ops, "packed_ops": packed_ops, "step": together.kind}
 
 
 def main(argv=None) -> dict:
@@ -139,13 +163,15 @@ def main(argv=None) -> dict:
               "batch": BATCH, "method": "am_mixup", "precision": args.precision, "compile": args.compile,
               "steps": args.steps,
               "warmup": args.warmup, "rows": []}
-    print(f"{'model':10} {'K':>3} {'alone ms':>9} {'packed ms':>9} {'ms/run packed':>13} {'speedup':>7}")
+    print(f"{'model':10} {'K':>3} {'alone ms':>9} {'packed ms':>9} {'ms/run packed':>13} {'speedup':>7} "
+          f"{'alone ops':>9} {'packed ops':>10}")
     for model_name in models:
         for k in packs:
             row = measure(model_name, k, device, args.steps, args.warmup, args.precision, args.compile)
             result["rows"].append(row)
             print(f"{model_name:10} {k:3d} {row['alone_ms']:9.2f} {row['packed_ms']:9.2f} "
-                  f"{row['packed_ms_per_run']:13.2f} {row['speedup']:6.2f}x", flush=True)
+                  f"{row['packed_ms_per_run']:13.2f} {row['speedup']:6.2f}x {row['alone_ops']:9d} {row['packed_ops']:10d}",
+                  flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")

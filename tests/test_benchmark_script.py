@@ -123,6 +123,9 @@ def test_packing_step_benchmark_times_alone_and_packed_steps(tmp_path, capsys):
     for row in result["rows"]:
         assert row["alone_ms"] > 0 and row["packed_ms"] > 0
         assert row["speedup"] == pytest.approx(row["alone_ms"] / row["packed_ms"])
+    one, two = result["rows"]
+    assert two["alone_ops"] == 2 * one["alone_ops"]  # two runs alone: twice the operators of one
+    assert one["packed_ops"] <= two["packed_ops"] < two["alone_ops"]  # packed: about one run's, whatever K
     assert result["device_name"] and "commit" in result
     with pytest.raises(SystemExit):
         bench.main(["--models", "vit", "--out", str(out)])
