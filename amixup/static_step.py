@@ -9,6 +9,9 @@ mixing layer as a CUDA graph and replays it for every full batch; the last, smal
 epoch runs the same code eagerly, so what is trained does not change. On a CPU the same code runs
 eagerly (that is how the tests check it against the eager engine).
 
+With ``compile=True`` (``RunConfig.compile_step``) the forward and the loss go through ``torch.compile``
+first (fused kernels, in the backward too), and the CUDA graph captures the compiled kernels.
+
 The randomness of an epoch (pairings, Beta lambdas, manifold layers) is drawn on the host before
 the epoch from the same generators, in the same order, as the eager engine draws it batch by
 batch, so a seed gives the same draws on both paths. The numbers differ from the eager path only
