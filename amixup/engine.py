@@ -471,17 +471,22 @@ def _train_pack(configs, results_dir: Path, progress: bool, on_epoch_end) -> Non
     input_size = _input_size(first, train_data)
     runs = [_build_run(c, spec, train_data, input_size, device, results_dir) for c in configs]
     checkpoints = [_checkpoint_path(results_dir, c.run_id()) for c in configs]
-    states = [load_checkpoint(p, device) if p.exists() else None for p in checkpoints]
-    for run, state in zip(runs, states):
-        if state is not None:
-            _restore(run, state)
-    starts = sorted({run.start_epoch for run in runs})
-    if len(starts) > 1:  # checkpoints at different epochs: the runs of each epoch form a pack of their own
-        for start in starts:
-            part = [j for j, run in enumerate(runs) if run.start_epoch == start]
-            _train_pack([configs[j] for j in part], results_dir, progress,
-                        (lambda j, epoch, entry: on_epoch_end(part[j], epoch, entry)) if on_epoch_end else None)
-        return
+    for run, path in zip(runs, checkpoints):
+        if path.exists():
+            _restore(run, load_checkpoint(path, device))
+    shared = dict(spec=spec, data=(train_data, test_data, full_counts), input_size=input_size, device=device,
+                  results_dir=results_dir, progress=progress)
+    for start in sorted({run.start_epoch for run in runs}):  # checkpoints at different epochs: a pack each, in turn
+        part = [j for j, run in enumerate(runs) if run.start_epoch == start]
+        _train_runs([runs[j] for j in part], [checkpoints[j] for j in part], **shared,
+                    on_epoch_end=(lambda k, epoch, entry: on_epoch_end(part[k], epoch, entry)) if on_epoch_end else None)
+
+
+def _train_runs(runs: list[_Run], checkpoints: list[Path], *, spec, data, input_size: int, device,
+                results_dir: Path, progress: bool, on_epoch_end) -> None:
+    """Train ``runs`` (built, restored, all at the same epoch) as one packed network and write their records."""
+    train_data, test_data, full_counts = data
+    first = runs[0].config
     packs = len(runs)
     model = pack_models([run.model for run in runs])
     optimizer = torch.optim.SGD(model.parameters(), lr=first.lr, momentum=first.momentum,
@@ -547,21 +552,12 @@ def _train_pack(configs, results_dir: Path, progress: bool, on_epoch_end) -> Non
         write_record(record, record_path(run.config, results_dir))
 
 
-@torch.inference_mode()
 def evaluate_packed(model: SplitModel, loader: TensorLoader, packs: int, autocast=contextlib.nullcontext()):
     """:func:`evaluate` of a packed model: every run sees the same test images; a list of K
     ``(logits, features, labels)``."""
-    model.eval()
-    logits, feats, labels = [], [], []
-    for x, y in loader:
-        x = x.repeat(1, packs, 1, 1).contiguous(memory_format=torch.channels_last)
-        with autocast:
-            z = model.features(x)
-            out = model.head(z)
-        feats.append(per_run(z.float(), packs))
-        logits.append(per_run(out.float(), packs))
-        labels.append(y)
-    logits, feats, labels = torch.cat(logits), torch.cat(feats), torch.cat(labels)
+    repeated = ((x.repeat(1, packs, 1, 1).contiguous(memory_format=torch.channels_last), y) for x, y in loader)
+    logits, feats, labels = evaluate(model, repeated, autocast)
+    logits, feats = per_run(logits, packs), per_run(feats, packs)
     return [(logits[:, k], feats[:, k], labels) for k in range(packs)]
 
 

@@ -176,7 +176,7 @@ def pack_groups(configs: list[RunConfig], size: int) -> list[list[RunConfig]]:
 def pack_optimizer_state(states: list[dict]) -> dict:
     """The packed optimizer state dict of K runs' (per-parameter tensors concatenated, as :func:`pack_state`)."""
     packed = {"param_groups": states[0]["param_groups"], "state": {}}
-    for index, first in states[0]["state"].items():
+    for index in states[0]["state"]:
         packed["state"][index] = pack_state([s["state"][index] for s in states])
     return packed
 
@@ -265,7 +265,7 @@ class PackedStep(StaticStep):
         channels, *spatial = sample_shape
         super().__init__(model, policies[0], optimizer, batch_size=batch_size, sample_shape=(packs * channels, *spatial),
                          device=device, precision=precision, need_clean=need_clean, graphs=graphs, compile=compile)
-        self.policies, self.packs, self.channels = policies, packs, channels
+        self.policies, self.packs = policies, packs
         spec = policies[0].spec
         if spec.layer == "drawn" and model.last_layer in policies[0].eligible_layers:
             raise ValueError("packing cannot mix at a drawn layer that may be the last one; use pack=1")

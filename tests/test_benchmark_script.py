@@ -6,18 +6,19 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "loader_vs_engine.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("loader_vs_engine", SCRIPT)
+def load_benchmark(name: str):
+    """The script benchmarks/<name>.py as a module."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def test_tiny_benchmark_writes_consistent_json(data_env, tmp_path, capsys):
-    bench = load_script()
+    bench = load_benchmark("loader_vs_engine")
     out = tmp_path / "bench.json"
     result = bench.main(["--epochs", "1", "--warmup", "0", "--train-subset", "256", "--test-subset", "200",
                          "--workers", "0", "--device", "cpu", "--json", str(out)])
@@ -35,7 +36,7 @@ def test_tiny_benchmark_writes_consistent_json(data_env, tmp_path, capsys):
 
 
 def test_unknown_method_is_rejected_with_the_allowed_values(capsys):
-    bench = load_script()
+    bench = load_benchmark("loader_vs_engine")
     with pytest.raises(SystemExit):
         bench.main(["--method", "cutmix"])
     err = capsys.readouterr().err
@@ -44,18 +45,8 @@ def test_unknown_method_is_rejected_with_the_allowed_values(capsys):
 
 # --------------------------------------------------------------------------- benchmarks/gpu_throughput.py
 
-GPU_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_throughput.py"
-
-
-def load_gpu_script():
-    spec = importlib.util.spec_from_file_location("gpu_throughput", GPU_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_gpu_throughput_tiny_cpu_run_writes_every_phase(data_env, tmp_path, capsys):
-    bench = load_gpu_script()
+    bench = load_benchmark("gpu_throughput")
     out = tmp_path / "gpu_throughput.json"
     before = set((bench.ROOT / "results").rglob("*"))
     result = bench.main(["--device", "cpu", "--tiny", "--out", str(out), "--deadline", "300"])
@@ -98,7 +89,7 @@ def test_gpu_throughput_tiny_cpu_run_writes_every_phase(data_env, tmp_path, caps
 
 
 def test_gpu_throughput_records_a_phase_that_runs_out_of_time_and_goes_on(data_env, tmp_path):
-    bench = load_gpu_script()
+    bench = load_benchmark("gpu_throughput")
     out = tmp_path / "gpu_throughput.json"
     result = bench.main(["--device", "cpu", "--tiny", "--out", str(out), "--no-eager", "--concurrent", "none", "--packed", "none",
                          "--phase-timeout", "1", "--bf16"])
@@ -111,9 +102,7 @@ def test_gpu_throughput_records_a_phase_that_runs_out_of_time_and_goes_on(data_e
 # --------------------------------------------------------------------------- benchmarks/packing_step.py
 
 def test_packing_step_benchmark_times_alone_and_packed_steps(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("packing_step", GPU_SCRIPT.with_name("packing_step.py"))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("packing_step")
     out = tmp_path / "packing.json"
     result = bench.main(["--device", "cpu", "--models", "cnn_vis2d", "--packs", "1,2", "--steps", "1",
                          "--warmup", "1", "--out", str(out)])
@@ -139,7 +128,7 @@ def test_the_prepared_packed_gpu_session_runs_its_cpu_path(data_env, tmp_path):
     import sys
     import tarfile
 
-    root = GPU_SCRIPT.parents[1]
+    root = BENCHMARKS.parent
     out = tmp_path / "out"
     env = {**os.environ, "TINY": "1", "PY": sys.executable, "COMMIT": "0" * 40, "DEADLINE": "400"}
     done = subprocess.run(["bash", "benchmarks/gpu_session_packed.sh", str(out)], cwd=root, env=env,
@@ -163,7 +152,7 @@ def test_the_prepared_packed_gpu_session_runs_its_cpu_path(data_env, tmp_path):
 
 
 def test_gpu_throughput_plans_compiled_twins_of_the_static_and_packed_phases():
-    bench = load_gpu_script()
+    bench = load_benchmark("gpu_throughput")
     args = bench.build_parser().parse_args(["--packed", "16,8x2", "--compile", "--concurrent", "8", "--no-eager"])
     phases = bench.plan_phases(args, "cpu", 10, 10, 10, [8])
     assert [p["name"] for p in phases] == ["static", "static_compiled", "packed_16", "packed_16_compiled", "packed_8x2",
