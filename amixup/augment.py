@@ -24,16 +24,27 @@ def random_crop_flip(images: torch.Tensor, padding: int, flip: bool, generator: 
 
     Offsets and flips are drawn from ``generator`` (which must live on the images' device).
     """
+    return crop_flip(images, padding, crop_flip_draws(len(images), padding, flip, generator, images.device))
+
+
+def crop_flip_draws(n: int, padding: int, flip: bool, generator: torch.Generator, device) -> tuple:
+    """The random part of :func:`random_crop_flip` for ``n`` images: ``(top, left, flipped or None)``."""
+    top = torch.randint(0, 2 * padding + 1, (n, 1), generator=generator, device=device)
+    left = torch.randint(0, 2 * padding + 1, (n, 1), generator=generator, device=device)
+    flipped = torch.rand(n, 1, generator=generator, device=device) < 0.5 if flip else None
+    return top, left, flipped
+
+
+def crop_flip(images: torch.Tensor, padding: int, draws: tuple) -> torch.Tensor:
+    """The crops and flips ``draws`` (of :func:`crop_flip_draws`) describe, as one gather: channels-last."""
+    top, left, flipped = draws
     n, c, h, w = images.shape
     device = images.device
     if padding > 0:
         images = torch.nn.functional.pad(images, (padding, padding, padding, padding))
-    top = torch.randint(0, 2 * padding + 1, (n, 1), generator=generator, device=device)
-    left = torch.randint(0, 2 * padding + 1, (n, 1), generator=generator, device=device)
     rows = top + torch.arange(h, device=device)
     cols = torch.arange(w, device=device).expand(n, w)
-    if flip:
-        flipped = torch.rand(n, 1, generator=generator, device=device) < 0.5
+    if flipped is not None:
         cols = torch.where(flipped, w - 1 - cols, cols)
     cols = cols + left
     nhwc = images.permute(0, 2, 3, 1)
@@ -52,11 +63,30 @@ def random_resized_crop_flip(images: torch.Tensor, size: int, flip: bool, genera
     torchvision's tensor path: the boxes of a 256-pixel image are at most 1.14x the output).
     Returns float pixels in [0, 255], channels-last.
     """
-    n, c, h, w = images.shape
-    device = images.device
-    area = torch.empty(n, attempts, device=device).uniform_(*scale, generator=generator) * (h * w)
+    draws = resized_crop_flip_draws(len(images), flip, generator, images.device, scale=scale, ratio=ratio,
+                                    attempts=attempts)
+    return resized_crop_flip(images, size, draws, scale=scale, ratio=ratio)
+
+
+def resized_crop_flip_draws(n: int, flip: bool, generator: torch.Generator, device, *, scale=(0.08, 1.0),
+                            ratio=(3 / 4, 4 / 3), attempts: int = 10) -> tuple:
+    """The random part of :func:`random_resized_crop_flip` for ``n`` images: ``(area fraction, log aspect
+    ratio, position, flipped or None)``."""
+    area = torch.empty(n, attempts, device=device).uniform_(*scale, generator=generator)
     log_r = torch.empty(n, attempts, device=device).uniform_(math.log(ratio[0]), math.log(ratio[1]),
                                                              generator=generator)
+    u = torch.rand(n, 2, device=device, generator=generator)
+    flipped = torch.rand(n, 1, device=device, generator=generator) < 0.5 if flip else None
+    return area, log_r, u, flipped
+
+
+def resized_crop_flip(images: torch.Tensor, size: int, draws: tuple, *, scale=(0.08, 1.0),
+                      ratio=(3 / 4, 4 / 3)) -> torch.Tensor:
+    """The boxes and flips ``draws`` (of :func:`resized_crop_flip_draws`) describe, resized to ``size``."""
+    area, log_r, u, flipped = draws
+    n, c, h, w = images.shape
+    device = images.device
+    area = area * (h * w)
     aspect = torch.exp(log_r)
     bw = torch.sqrt(area * aspect).round()
     bh = torch.sqrt(area / aspect).round()
@@ -74,7 +104,6 @@ def random_resized_crop_flip(images: torch.Tensor, size: int, flip: bool, genera
         fw, fh = w, h
     bw = torch.where(found, bw, torch.full_like(bw, fw))
     bh = torch.where(found, bh, torch.full_like(bh, fh))
-    u = torch.rand(n, 2, device=device, generator=generator)
     top = torch.where(found, torch.floor(u[:, 0] * (h - bh + 1)), torch.full_like(bh, (h - fh) // 2))
     left = torch.where(found, torch.floor(u[:, 1] * (w - bw + 1)), torch.full_like(bw, (w - fw) // 2))
     # output pixel j samples the box at left + (j + 0.5) * bw / size (pixel centres), in
@@ -82,8 +111,7 @@ def random_resized_crop_flip(images: torch.Tensor, size: int, flip: bool, genera
     steps = (torch.arange(size, device=device, dtype=torch.float32) + 0.5) / size
     xs = (left[:, None] + steps[None, :] * bw[:, None]) * (2.0 / w) - 1.0  # [n, size]
     ys = (top[:, None] + steps[None, :] * bh[:, None]) * (2.0 / h) - 1.0
-    if flip:
-        flipped = torch.rand(n, 1, device=device, generator=generator) < 0.5
+    if flipped is not None:
         xs = torch.where(flipped, xs.flip(1), xs)
     grid = torch.stack(torch.broadcast_tensors(xs[:, None, :], ys[:, :, None]), dim=-1)  # [n, size, size, 2]
     out = torch.nn.functional.grid_sample(images.float(), grid, mode="bilinear", padding_mode="border",
@@ -158,12 +186,26 @@ class TensorLoader:
                     idx = torch.tensor_split(idx, self.world_size)[self.rank]
                 yield idx
 
+    def draws(self, n: int):
+        """The random augmentation of a training batch of ``n`` images (None where none applies), drawn from
+        this loader's generator in the order ``__iter__`` draws it."""
+        if not self.train:
+            return None
+        if self.augmentation == "resized_crop_flip":
+            return resized_crop_flip_draws(n, self.flip, self.generator, self.device)
+        if self.crop_padding or self.flip:
+            return crop_flip_draws(n, self.crop_padding, self.flip, self.generator, self.device)
+        return None
+
+    def augment(self, x: torch.Tensor, draws) -> torch.Tensor:
+        """The batch ``x`` augmented as ``draws`` (of :meth:`draws`) say, normalised, channels-last."""
+        if self.augmentation == "resized_crop_flip":
+            x = resized_crop_flip(x, self.crop_size, draws) if draws is not None else center_crop(x, self.crop_size)
+        elif draws is not None:
+            x = crop_flip(x, self.crop_padding, draws)
+        return normalize(x, self.mean, self.std)
+
     def __iter__(self):
         for idx in self.batch_indices():
             x, y = self.images[idx], self.labels[idx]
-            if self.augmentation == "resized_crop_flip":
-                x = (random_resized_crop_flip(x, self.crop_size, self.flip, self.generator) if self.train
-                     else center_crop(x, self.crop_size))
-            elif self.train and (self.crop_padding or self.flip):
-                x = random_crop_flip(x, self.crop_padding, self.flip, self.generator)
-            yield normalize(x, self.mean, self.std), y
+            yield self.augment(x, self.draws(len(y))), y

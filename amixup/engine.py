@@ -31,8 +31,8 @@ from .metrics import (alignment, class_groups, neighborhood_uniformity, per_clas
 from .mixing import MixPolicy, mixup, random_permutation, resolve_spec
 from .models import SplitModel, build_model, from_torchvision_state
 from .records import CorruptFileError, atomic_write_bytes, code_provenance, environment, read_record, write_record
-from .packing import (PackedStep, check_packable, pack_models, pack_optimizer_state, per_run, unpack_optimizer_state,
-                      unpack_state)
+from .packing import (PackedStep, check_packable, pack_batches, pack_models, pack_optimizer_state, per_run,
+                      unpack_optimizer_state, unpack_state)
 from .schedule import AMScheduler
 from .static_step import StaticStep, check_sgd, frozen_batchnorm_stats
 
@@ -512,8 +512,7 @@ def _train_runs(runs: list[_Run], checkpoints: list[Path], *, spec, data, input_
         lr = learning_rate(first, epoch)
         model.train()
         lam_epochs = [run.scheduler.value for run in runs]
-        batches = ((tuple(x for x, _ in pairs), tuple(y for _, y in pairs))
-                   for pairs in zip(*(run.train_loader for run in runs)))
+        batches = pack_batches([run.train_loader for run in runs])
         sums = step.run_epoch(batches, batch_sizes, lam_epochs, lr, [run.host_gen for run in runs])
         loss_sum, correct_mixed, correct_clean = (t.tolist() for t in sums[:3])
         entries = [_epoch_entry(run, spec, epoch, lr, lam, loss_sum[k], correct_mixed[k], correct_clean[k], sums[3],

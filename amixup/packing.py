@@ -213,6 +213,43 @@ def pack_inputs(xs: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(xs, dim=1)
 
 
+def pack_batches(loaders):
+    """One pass of K training loaders (over the same images) as packed batches ``(x [B, K * C, H, W], y [K, B])``.
+
+    Each loader keeps its own order and draws its own augmentation from its own generator, in the order it
+    draws them alone, so ``x`` equals :func:`pack_inputs` of the K loaders' own batches; but the K batches
+    are gathered, cropped, flipped and normalised together, in one set of kernels instead of K.
+    """
+    first = loaders[0]
+    same = ("images", "labels")
+    settings = ("batch_size", "train", "augmentation", "crop_padding", "flip", "crop_size", "world_size")
+    if any(getattr(o, a) is not getattr(first, a) for o in loaders for a in same) or \
+            any(getattr(o, a) != getattr(first, a) for o in loaders for a in settings) or \
+            any(not torch.equal(o.mean, first.mean) or not torch.equal(o.std, first.std) for o in loaders):
+        raise ValueError("pack_batches needs loaders over the same tensors with the same settings")
+    if not first.train:
+        raise ValueError("pack_batches packs training loaders (train=True)")
+    packs = len(loaders)
+    for idxs in zip(*(loader.batch_indices() for loader in loaders)):
+        n = len(idxs[0])
+        draws = [loader.draws(n) for loader in loaders]
+        idx = torch.cat(idxs)
+        together = None if draws[0] is None else \
+            tuple(None if parts[0] is None else torch.cat(parts) for parts in zip(*draws))
+        x = first.augment(first.images[idx], together)  # [K * B, C, H, W]: run k's batch is rows [kB, (k+1)B)
+        yield _runs_to_channels(x, packs), first.labels[idx].view(packs, n)
+
+
+def _runs_to_channels(x: torch.Tensor, packs: int) -> torch.Tensor:
+    """K batches stacked along dim 0 ``[K * B, C, H, W]`` -> the packed batch ``[B, K * C, H, W]``, channels-last,
+    in one copy (what :func:`pack_inputs` of the K batches gives)."""
+    kb, c, h, w = x.shape
+    b = kb // packs
+    out = torch.empty((b, h, w, packs, c), dtype=x.dtype, device=x.device)
+    out.copy_(x.view(packs, b, c, h, w).permute(1, 3, 4, 0, 2))  # [B, H, W, K, C]
+    return out.view(b, h, w, packs * c).permute(0, 3, 1, 2)
+
+
 def per_run(t: torch.Tensor, packs: int) -> torch.Tensor:
     """A packed ``[B, K * D, ...]`` tensor as ``[B, K, D, ...]`` (a view where the layout allows)."""
     return t.unflatten(1, (packs, -1))
@@ -288,7 +325,8 @@ class PackedStep(StaticStep):
         return lam, rest
 
     def run_epoch(self, batches, sizes, lam_epochs, lr: float, host_gens):
-        """One pass; ``batches`` yields ``(xs, ys)``, the K runs' batches. Returns the K runs' sums:
+        """One pass; ``batches`` yields packed batches ``(x [B, K * C, ...], y [K, B])`` (:func:`pack_batches`).
+        Returns the K runs' sums:
         ``(loss_sum [K], correct_mixed [K], correct_clean [K], n_seen, n_clean list)``."""
         per_run_draws = [self.draws(sizes, lam, gen, policy)
                          for policy, lam, gen in zip(self.policies, lam_epochs, host_gens)]
@@ -304,11 +342,11 @@ class PackedStep(StaticStep):
         for t in (self.loss_sum, self.correct_mixed, self.correct_clean):
             t.zero_()
         n_seen, n_clean, full = 0, [0] * self.packs, 0
-        for i, (xs, ys) in enumerate(batches):
-            n = len(ys[0])
+        for i, (x, y) in enumerate(batches):
+            n = y.shape[1]
             if n == b:
-                self.x.copy_(pack_inputs(xs))
-                self.y.copy_(torch.stack(ys))
+                self.x.copy_(x)
+                self.y.copy_(y)
                 if mixes:
                     self.perm.copy_(perms[full])
                 self.lam.copy_(lams[i])
@@ -317,7 +355,7 @@ class PackedStep(StaticStep):
                 full += 1
             else:  # the last, smaller batch: the same step, eagerly
                 perm = torch.stack([d[2] for d in steps[i]]).to(device) if mixes else None
-                self._eager(pack_inputs(xs).contiguous(memory_format=torch.channels_last), torch.stack(ys), perm,
+                self._eager(x.contiguous(memory_format=torch.channels_last), y, perm,
                             lams[i], rests[i], self.mix_layers)
             n_seen += n
             n_clean = [c + (n if self.has_clean(layer) else 0) for c, (_, layer, _) in zip(n_clean, steps[i])]

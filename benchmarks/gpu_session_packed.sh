@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# The measurement of packed runs (amixup.packing) on a GPU, as one prepared script (issue 9):
+# The measurement of packed runs (amixup.packing) on a GPU, as prepared scripts for two device calls (issue 9).
+# PART=1 (default):
 #   1. correctness on the GPU: 2 packed runs against the same 2 runs alone (static step), 3 epochs of the
 #      Table 3 recipe on 2,000 images: first-epoch losses, accuracies, lambda, which step ran;
-#   2. benchmarks/packing_step.py: one step of K runs alone against packed, ResNet32 and CNN-Vis2D, K up to 32;
+#   2. benchmarks/packing_step.py: one step of K runs alone against packed, ResNet32 and CNN-Vis2D, K up to 32,
+#      and the data path (K loaders against pack_batches); then ResNet32 packed in NCHW, and with
+#      cudnn.benchmark (grouped convolutions may prefer either);
 #   3. benchmarks/gpu_throughput.py: solo static (baseline on the same card), packed 16 and 32 in one process,
-#      16 x 2 processes, each also compiled (compile_step=True), then 8 processes under MPS (the sweep's default).
+#      8 processes under MPS (the sweep's default), 16 x 2 processes.
+# PART=2: the compiled twins (compile_step=True) beside a solo static baseline, bf16, and
+#   benchmarks/loader_vs_engine.py (CNN-Vis2D: the engine against a DataLoader loop).
 # Every phase has its own time limit inside a global deadline; what finished is packed into $OUT.
 #
-#   COMMIT=$(git rev-parse HEAD) bash benchmarks/gpu_session_packed.sh OUTDIR
+#   COMMIT=$(git rev-parse HEAD) [PART=2] bash benchmarks/gpu_session_packed.sh OUTDIR
 #
 # Needs cifar10-jpeg.tar.gz in .carry/datasets (a git-ignored folder carried to the machine).
 # TINY=1 runs the same path on a CPU in a few minutes (a few hundred images, 1-2 epochs, no MPS).
@@ -17,17 +22,32 @@ PY=${PY:-python3}
 COMMIT=${COMMIT:?set COMMIT to the commit of this tree}
 DEADLINE=${DEADLINE:-560}   # seconds for everything (one device call of at most 600 s)
 source benchmarks/gpu_session_setup.sh
+PART=${PART:-1}
 if [ -n "${TINY:-}" ]; then
-  DEVICE=cpu; CHECK_IMAGES=300; CHECK_EPOCHS=1
-  BENCH_ARGS="--device cpu --tiny --no-eager --concurrent none --packed 2,2x2"; PHASE_T=120  # no --compile: minutes on a CPU
+  DEVICE=cpu; CHECK_IMAGES=300; CHECK_EPOCHS=1; PHASE_T=120
+  BENCH_ARGS="--device cpu --tiny --no-eager --concurrent none --packed 2,2x2"
   STEP_ARGS="--device cpu --models cnn_vis2d --packs 1,2 --steps 1 --warmup 1"
+  VARIANT_ARGS="--device cpu --models cnn_vis2d --packs 2 --steps 1 --warmup 1 --no-data"
+  COMPILED_ARGS="--device cpu --tiny --no-eager --concurrent none --packed 2 --only static"  # no compile: minutes on a CPU
+  LOADER_ARGS="--device cpu --epochs 1 --warmup 0 --train-subset 300 --test-subset 200"
 else
-  DEVICE=cuda; CHECK_IMAGES=2000; CHECK_EPOCHS=3
-  BENCH_ARGS="--device cuda --no-eager --epochs 10 --concurrent 8 --concurrent-epochs 10 --packed 16,32,16x2 --compile"
-  PHASE_T=75
+  DEVICE=cuda; CHECK_IMAGES=2000; CHECK_EPOCHS=3; PHASE_T=75
+  BENCH_ARGS="--device cuda --no-eager --epochs 8 --concurrent 8 --concurrent-epochs 6 --packed 16,32,16x2"
   STEP_ARGS="--device cuda --packs 1,8,16,32 --steps 20"
+  VARIANT_ARGS="--device cuda --models resnet32 --packs 16,32 --steps 20 --no-data"
+  COMPILED_ARGS="--device cuda --no-eager --epochs 8 --concurrent none --concurrent-epochs 6 --packed 16,32 --compile --bf16
+    --only static,static_compiled,packed_16_compiled,packed_32_compiled,static_bf16"
+  LOADER_ARGS="--device cuda --epochs 3 --warmup 1 --workers 8"
 fi
 
+throughput() {  # output JSON name, arguments
+  local t=$(date +%s) bench_t=$(( $(left) - 15 ))
+  timeout "$bench_t" $PY benchmarks/gpu_throughput.py $2 --phase-timeout "$PHASE_T" --deadline $(( bench_t - 10 )) \
+    --commit "$COMMIT" --out "$OUT/$1.json" > "$OUT/logs/$1.txt" 2>&1
+  echo "$1 rc=$? $(( $(date +%s) - t )) s" >> "$OUT/logs/phases.txt"
+}
+
+if [ "$PART" = 1 ]; then
 # 1. packed against alone, on this device
 t=$(date +%s)
 timeout 90 $PY - "$DEVICE" "$CHECK_IMAGES" "$CHECK_EPOCHS" "$OUT/packed_check.json" > "$OUT/logs/check.txt" 2>&1 <<'EOF'
@@ -62,17 +82,26 @@ for run in result["runs"]:
 EOF
 echo "check rc=$? $(( $(date +%s) - t )) s" >> "$OUT/logs/phases.txt"
 
-# 2. one step, K runs alone against packed (no data, no epoch loop)
-t=$(date +%s)
-timeout 80 $PY benchmarks/packing_step.py $STEP_ARGS --out "$OUT/packing_step.json" > "$OUT/logs/step.txt" 2>&1
-echo "step rc=$? $(( $(date +%s) - t )) s" >> "$OUT/logs/phases.txt"
+# 2. one step, K runs alone against packed (no data, no epoch loop), the data path, then the layout variants
+step() {  # output JSON name, time limit, arguments
+  local t=$(date +%s)
+  timeout "$2" $PY benchmarks/packing_step.py $3 --out "$OUT/$1.json" > "$OUT/logs/$1.txt" 2>&1
+  echo "$1 rc=$? $(( $(date +%s) - t )) s" >> "$OUT/logs/phases.txt"
+}
+step packing_step 80 "$STEP_ARGS"
+step packing_step_contiguous 40 "$VARIANT_ARGS --packed-layout contiguous"
+step packing_step_cudnn_benchmark 40 "$VARIANT_ARGS --cudnn-benchmark"
 
-# 3. throughput: the baseline and the packed phases on the same card
+# 3. throughput: the baselines and the packed phases on the same card
+throughput gpu_throughput "$BENCH_ARGS"
+else
+# the compiled twins beside a solo static baseline, bf16; then the engine against a DataLoader loop
+throughput gpu_throughput_compiled "$COMPILED_ARGS"
 t=$(date +%s)
-BENCH_T=$(( $(left) - 15 ))
-timeout "$BENCH_T" $PY benchmarks/gpu_throughput.py $BENCH_ARGS --phase-timeout "$PHASE_T" \
-  --deadline $(( BENCH_T - 10 )) --commit "$COMMIT" --out "$OUT/gpu_throughput.json" > "$OUT/logs/bench.txt" 2>&1
-echo "bench rc=$? $(( $(date +%s) - t )) s" >> "$OUT/logs/phases.txt"
+timeout $(( $(left) - 5 )) $PY benchmarks/loader_vs_engine.py $LOADER_ARGS --json "$OUT/loader_vs_engine.json" \
+  > "$OUT/logs/loader_vs_engine.txt" 2>&1
+echo "loader_vs_engine rc=$? $(( $(date +%s) - t )) s" >> "$OUT/logs/phases.txt"
+fi
 cat "$OUT/logs/phases.txt"
-tail -n 25 "$OUT/logs/check.txt" "$OUT/logs/step.txt" "$OUT/logs/bench.txt"
+for log in "$OUT"/logs/*.txt; do echo "== $log"; tail -n 20 "$log"; done
 tar czf "$OUT/logs.tgz" -C "$OUT" logs

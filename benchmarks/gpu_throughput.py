@@ -163,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--variants", action="store_true",
                         help="also the solo static phase with checkpoint_every=epochs and with eval_batch_size=2048")
     parser.add_argument("--no-eager", action="store_true", help="skip the eager phase (no ratios then)")
+    parser.add_argument("--only", default=None, metavar="NAME,NAME",
+                        help="run only these of the planned phases (e.g. static,packed_16_compiled); "
+                             "an unknown name is an error that lists the planned ones")
     parser.add_argument("--tiny", action="store_true",
                         help=f"a smoke test: {TINY['train_subset']} training and {TINY['test_subset']} test images, "
                              f"{TINY['epochs']} epochs, K = {TINY['concurrent']} (numbers meaningless)")
@@ -209,18 +212,21 @@ def plan_phases(args, device: str, epochs: int, eager_epochs: int, concurrent_ep
     phases = []
     if not args.no_eager:
         phases.append(dict(common, name="eager", kind="solo", epochs=eager_epochs, overrides={"step_mode": "eager"}))
+    # the uncompiled phases first (the baseline, then the candidates), their compiled twins after them: a deadline
+    # that cuts the list short cuts the twins (each compiles for a minute or more) before the comparison itself
     compiled = [False, True] if args.compile else [False]
     for fuse in compiled:
-        phases.append(dict(common, name="static" + "_compiled" * fuse, kind="solo", epochs=epochs,
-                           overrides={**static, "compile_step": True} if fuse else static))
-    for pack, procs in args.packed:  # P processes of K packed runs: a concurrent phase of K * P runs
-        for fuse in compiled:
-            phases.append(dict(common, name=f"packed_{pack}" + (f"x{procs}" if procs > 1 else "") + "_compiled" * fuse,
+        flags = {**static, "compile_step": True} if fuse else static
+        suffix = "_compiled" * fuse
+        phases.append(dict(common, name="static" + suffix, kind="solo", epochs=epochs, overrides=flags))
+        for pack, procs in args.packed:  # P processes of K packed runs: a concurrent phase of K * P runs
+            phases.append(dict(common, name=f"packed_{pack}" + (f"x{procs}" if procs > 1 else "") + suffix,
                                kind="concurrent", k=pack * procs, pack=pack, workers=procs, epochs=concurrent_epochs,
-                               overrides={**static, "compile_step": True} if fuse else static, mps=args.mps))
-    for k in ks:
-        phases.append(dict(common, name=f"concurrent_{k}", kind="concurrent", k=k, epochs=concurrent_epochs,
-                           overrides=static, mps=args.mps))
+                               overrides=flags, mps=args.mps))
+        if not fuse:
+            for k in ks:
+                phases.append(dict(common, name=f"concurrent_{k}", kind="concurrent", k=k, epochs=concurrent_epochs,
+                                   overrides=static, mps=args.mps))
     if args.bf16:
         phases.append(dict(common, name="static_bf16", kind="solo", epochs=epochs,
                            overrides={**static, "precision": "bf16"}))
@@ -230,6 +236,18 @@ def plan_phases(args, device: str, epochs: int, eager_epochs: int, concurrent_ep
         phases.append(dict(common, name="static_eval2048", kind="solo", epochs=epochs,
                            overrides={**static, "eval_batch_size": 2048}))
     return phases
+
+
+def select_phases(phases: list[dict], only: str | None) -> list[dict]:
+    """The planned phases named in ``only`` (comma-separated; None: all), in the planned order."""
+    if only is None:
+        return phases
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    planned = [p["name"] for p in phases]
+    unknown = [n for n in names if n not in planned]
+    if unknown or not names:
+        raise ValueError(f"--only: {', '.join(unknown) or repr(only)} not among the planned phases {planned}")
+    return [p for p in phases if p["name"] in names]
 
 
 # --------------------------------------------------------------------------- one phase (child process)
@@ -619,7 +637,7 @@ def main(argv=None) -> dict | None:
 
     try:
         device = engine.resolve_device(args.device)
-        probe = plan_phases(args, str(device), epochs, eager_epochs, concurrent_epochs, ks)
+        probe = select_phases(plan_phases(args, str(device), epochs, eager_epochs, concurrent_epochs, ks), args.only)
         configs = {p["name"]: make_run_config(p, args.seed) for p in probe}  # validates every phase's config
     except (ValueError, RuntimeError) as err:
         parser.error(str(err))

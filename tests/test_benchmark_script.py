@@ -122,41 +122,55 @@ def test_packing_step_benchmark_times_alone_and_packed_steps(tmp_path, capsys):
 
 
 def test_the_prepared_packed_gpu_session_runs_its_cpu_path(data_env, tmp_path):
-    """benchmarks/gpu_session_packed.sh with TINY=1: the script a GPU session runs, on the CPU, end to end."""
+    """benchmarks/gpu_session_packed.sh with TINY=1, both parts: the scripts two GPU calls run, on the CPU, end to end."""
     import os
     import subprocess
     import sys
     import tarfile
 
     root = BENCHMARKS.parent
-    out = tmp_path / "out"
-    env = {**os.environ, "TINY": "1", "PY": sys.executable, "COMMIT": "0" * 40, "DEADLINE": "400"}
-    done = subprocess.run(["bash", "benchmarks/gpu_session_packed.sh", str(out)], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    phases = (out / "logs" / "phases.txt").read_text()
-    assert all(f"{name} rc=0" in phases for name in ("cache", "check", "step", "bench")), phases
+
+    def session(part):
+        out = tmp_path / f"out{part}"
+        env = {**os.environ, "TINY": "1", "PY": sys.executable, "COMMIT": "0" * 40, "DEADLINE": "400", "PART": part}
+        done = subprocess.run(["bash", "benchmarks/gpu_session_packed.sh", str(out)], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return out, (out / "logs" / "phases.txt").read_text()
+
+    out, phases = session("1")
+    assert all(f"{name} rc=0" in phases for name in ("cache", "check", "packing_step", "packing_step_contiguous",
+                                                      "packing_step_cudnn_benchmark", "gpu_throughput")), phases
     check = json.loads((out / "packed_check.json").read_text())
     assert [run["step"] for run in check["runs"]] == [["static_eager", "packed_static_eager"]] * 2
     for run in check["runs"]:  # the same draws: the same lambda, losses equal to float rounding
         assert [h["lambda"] for h in run["alone"]] == [h["lambda"] for h in run["packed"]]
         assert run["alone"][0]["train_loss"] == pytest.approx(run["packed"][0]["train_loss"], rel=1e-4)
-    assert len(json.loads((out / "packing_step.json").read_text())["rows"]) == 2
+    step = json.loads((out / "packing_step.json").read_text())
+    assert len(step["rows"]) == 2 and [r["packs"] for r in step["data_rows"]] == [1, 2]
+    contiguous = json.loads((out / "packing_step_contiguous.json").read_text())
+    assert contiguous["packed_layout"] == "contiguous" and contiguous["data_rows"] == []
+    assert json.loads((out / "packing_step_cudnn_benchmark.json").read_text())["cudnn_benchmark"] is True
     bench = json.loads((out / "gpu_throughput.json").read_text())
     assert bench["commit"] == "0" * 40
     assert {name: p["status"] for name, p in bench["phases"].items()} == {"static": "ok", "packed_2": "ok",
                                                                           "packed_2x2": "ok"}
     assert bench["phases"]["packed_2x2"]["k"] == 4
     with tarfile.open(out / "logs.tgz") as archive:
-        assert "logs/bench.txt" in archive.getnames()
+        assert "logs/gpu_throughput.txt" in archive.getnames()
+
+    out, phases = session("2")
+    assert all(f"{name} rc=0" in phases for name in ("gpu_throughput_compiled", "loader_vs_engine")), phases
+    assert list(json.loads((out / "gpu_throughput_compiled.json").read_text())["phases"]) == ["static"]
+    assert (out / "loader_vs_engine.json").exists() and (out / "logs.tgz").exists()
 
 
 def test_gpu_throughput_plans_compiled_twins_of_the_static_and_packed_phases():
     bench = load_benchmark("gpu_throughput")
     args = bench.build_parser().parse_args(["--packed", "16,8x2", "--compile", "--concurrent", "8", "--no-eager"])
     phases = bench.plan_phases(args, "cpu", 10, 10, 10, [8])
-    assert [p["name"] for p in phases] == ["static", "static_compiled", "packed_16", "packed_16_compiled", "packed_8x2",
-                                           "packed_8x2_compiled", "concurrent_8"]
+    assert [p["name"] for p in phases] == ["static", "packed_16", "packed_8x2", "concurrent_8",  # compiled twins last
+                                           "static_compiled", "packed_16_compiled", "packed_8x2_compiled"]
     by_name = {p["name"]: p for p in phases}
     assert by_name["packed_8x2_compiled"]["k"] == 16 and by_name["packed_8x2_compiled"]["workers"] == 2
     for phase in phases:
@@ -165,3 +179,7 @@ def test_gpu_throughput_plans_compiled_twins_of_the_static_and_packed_phases():
         assert config.step_mode == "static"
     with pytest.raises(SystemExit):
         bench.build_parser().parse_args(["--packed", "8y2"])
+    chosen = bench.select_phases(phases, "packed_16_compiled,static")
+    assert [p["name"] for p in chosen] == ["static", "packed_16_compiled"]  # the planned order
+    with pytest.raises(ValueError, match=r"--only: packed_99 not among the planned phases \['static', 'packed_16'"):
+        bench.select_phases(phases, "static,packed_99")

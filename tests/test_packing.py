@@ -13,12 +13,13 @@ import shutil
 import pytest
 import torch
 
+from amixup.augment import TensorLoader
 from amixup.config import RunConfig
 from amixup.engine import train, train_packed
 from amixup.mixing import MixPolicy, mixup, resolve_spec
 from amixup.models import build_model
-from amixup.packing import (PackedStep, check_packable, cross_entropy_per_run, mix_packed, pack_groups, pack_inputs,
-                            pack_models, pack_optimizer_state, pack_state, unpack_optimizer_state, unpack_state)
+from amixup.packing import (PackedStep, check_packable, cross_entropy_per_run, mix_packed, pack_batches, pack_groups,
+                            pack_inputs, pack_models, pack_optimizer_state, pack_state, unpack_optimizer_state, unpack_state)
 from amixup.recipes import ABLATION_ROWS, make_config
 
 from test_engine import comparable
@@ -83,6 +84,43 @@ def test_pack_and_unpack_are_inverse():
     assert pack_state([{"w": torch.ones(2)}, {"w": torch.zeros(2)}])["w"].tolist() == [1, 1, 0, 0]
 
 
+def _loaders(packs, **kw):
+    images = torch.randint(0, 256, (21, 3, 12, 12), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(21) % 5
+    common = dict(device="cpu", mean=(125.0, 120.0, 110.0), std=(60.0, 61.0, 62.0), train=True, **kw)
+    return [TensorLoader(images, labels, 8, generator=torch.Generator().manual_seed(10 + k), **common)
+            for k in range(packs)]
+
+
+@pytest.mark.parametrize("augmentation", [dict(crop_padding=4, flip=True), dict(crop_padding=2),
+                                          dict(augmentation="resized_crop_flip", crop_size=8, flip=True), {}])
+def test_packed_batches_are_the_loaders_own_batches_augmented_together(augmentation):
+    """pack_batches gives each run exactly the batch (order, crop, flip, normalisation) its own loader gives,
+    the last smaller batch included, and leaves every generator where the run alone leaves it."""
+    alone, packed = _loaders(3, **augmentation), _loaders(3, **augmentation)
+    for _ in range(2):  # two epochs: the generators go on from where the first left them
+        expected = list(zip(*alone))
+        got = list(pack_batches(packed))
+        assert [y.shape for _, y in got] == [(3, 8), (3, 8), (3, 5)]
+        for (x, y), batches in zip(got, expected):
+            assert torch.equal(x, pack_inputs([bx for bx, _ in batches]))
+            assert torch.equal(y, torch.stack([by for _, by in batches]))
+            assert x.is_contiguous(memory_format=torch.channels_last)
+    for a, p in zip(alone, packed):
+        assert torch.equal(a.generator.get_state(), p.generator.get_state())
+
+
+def test_pack_batches_refuses_loaders_that_differ():
+    first, second = _loaders(2, crop_padding=4)
+    second.flip = True
+    with pytest.raises(ValueError, match="same tensors with the same settings"):
+        next(pack_batches([first, second]))
+    other = TensorLoader(first.images.clone(), first.labels, 8, device="cpu", mean=(125.0, 120.0, 110.0),
+                         std=(60.0, 61.0, 62.0), train=True, crop_padding=4, generator=torch.Generator())
+    with pytest.raises(ValueError, match="same tensors"):
+        next(pack_batches([first, other]))
+
+
 def test_mix_packed_is_eq4_per_run_with_its_own_pairing_and_lambda():
     h = [torch.arange(12.0).view(3, 2, 2) + 100 * k for k in range(2)]  # run k: 3 samples, 2 channels, 2 wide
     perm = torch.tensor([[1, 2, 0], [2, 0, 1]])
@@ -127,7 +165,7 @@ def test_a_packed_step_trains_each_run_as_alone(float64_default):
     xs = [torch.randn(8, 3, 32, 32) for _ in range(2)]
     ys = [torch.randint(0, 10, (8,)) for _ in range(2)]
     gens = [torch.Generator().manual_seed(s) for s in range(2)]
-    loss_sum, correct, clean, n_seen, n_clean = step.run_epoch([(xs, ys)], [8], [0.7, 0.3], 0.1, gens)
+    loss_sum, correct, clean, n_seen, n_clean = step.run_epoch([(pack_inputs(xs), torch.stack(ys))], [8], [0.7, 0.3], 0.1, gens)
     assert n_seen == 8 and n_clean == [8, 8]
     for k, twin in enumerate(twins):
         opt_k = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4)
