@@ -5,10 +5,14 @@ AM-mixup at the last layer, through the engine's own step classes (:class:`amixu
 :class:`amixup.packing.PackedStep`, replayed as CUDA graphs on a GPU, eager on a CPU). For every model and K it
 reports milliseconds per step of the K runs alone (K steps one after the other in one process) and packed (one
 step), and their ratio: how much faster the packed network trains the same K runs in one process; and the ATen
-operators one step dispatches (the K runs alone together, and packed), the kernels a launch-bound GPU pays for. Processes
-sharing a GPU under MPS are measured by ``benchmarks/gpu_throughput.py``, not here.
+operators one step dispatches (the K runs alone together, and packed), the kernels a launch-bound GPU pays for.
+Options measure the candidates beside it: ``--streams`` the K runs alone as one CUDA graph of K parallel streams
+(:class:`StreamSteps`, checked to end in the same weights as the runs alone), ``--packed-layout contiguous`` the
+packed network in NCHW, ``--cudnn-benchmark`` cuDNN's own algorithm search; and, unless ``--no-data``, the data
+path of a step: K loaders one after the other against :func:`amixup.packing.pack_batches`. Processes sharing a
+GPU under MPS are measured by ``benchmarks/gpu_throughput.py``, not here.
 
-    python benchmarks/packing_step.py --device cuda --packs 1,4,8,16,32 --steps 50
+    python benchmarks/packing_step.py --device cuda --packs 1,4,8,16,32 --steps 50 --streams
     python benchmarks/packing_step.py --device cpu --models cnn_vis2d --packs 1,2 --steps 2 --warmup 1  # smoke
 """
 
@@ -32,9 +36,10 @@ BATCH, SHAPE, CLASSES = 128, (3, 32, 32), 10
 
 
 def _steppers(model_name: str, packs: int, device, precision: str, compile: bool = False,
-              packed_layout: str = "channels_last"):
-    """The K runs alone (K StaticSteps) and packed (one PackedStep), with their random batches; the packed
-    network and its input buffer in ``packed_layout`` (the runs alone are channels-last, as in the engine)."""
+              packed_layout: str = "channels_last", with_streams: bool = False):
+    """The K runs alone (K StaticSteps), packed (one PackedStep) and, with ``with_streams``, alone again as
+    :class:`StreamSteps`, with their random batches; the packed network and its input buffer in ``packed_layout``
+    (the runs alone are channels-last, as in the engine)."""
     import torch
 
     from amixup.mixing import MixPolicy, resolve_spec
@@ -43,10 +48,15 @@ def _steppers(model_name: str, packs: int, device, precision: str, compile: bool
     from amixup.static_step import StaticStep
 
     spec = resolve_spec("am_mixup")
-    models = []
-    for seed in range(packs):
-        torch.manual_seed(seed)
-        models.append(build_model(model_name, CLASSES, SHAPE[0], SHAPE[1]).to(device, memory_format=torch.channels_last))
+
+    def models_from_seeds():
+        out = []
+        for seed in range(packs):
+            torch.manual_seed(seed)
+            out.append(build_model(model_name, CLASSES, SHAPE[0], SHAPE[1]).to(device, memory_format=torch.channels_last))
+        return out
+
+    models = models_from_seeds()
     packed = pack_models(models)
     if packed_layout == "contiguous":
         packed.to(memory_format=torch.contiguous_format)
@@ -58,15 +68,97 @@ def _steppers(model_name: str, packs: int, device, precision: str, compile: bool
         return MixPolicy(spec, eligible_layers=model.manifold_layers, last_layer_index=model.last_layer, seed=seed)
 
     common = dict(batch_size=BATCH, device=device, precision=precision, need_clean=True, compile=compile)
-    alone = [StaticStep(m, policy(m, k), sgd(m.parameters()), sample_shape=SHAPE, **common)
-             for k, m in enumerate(models)]
+    def alone_steps(models):
+        return [StaticStep(m, policy(m, k), sgd(m.parameters()), sample_shape=SHAPE, **common)
+                for k, m in enumerate(models)]
+
+    alone = alone_steps(models)
     together = PackedStep(packed, [policy(packed, k) for k in range(packs)], sgd(packed.parameters()),
                           sample_shape=SHAPE, **common)
     if packed_layout == "contiguous":
         together.x = together.x.contiguous()
     xs = [torch.randn(BATCH, *SHAPE, device=device).contiguous(memory_format=torch.channels_last) for _ in range(packs)]
     ys = [torch.randint(0, CLASSES, (BATCH,), device=device) for _ in range(packs)]
-    return alone, together, xs, ys
+    streams = StreamSteps(alone_steps(models_from_seeds())) if with_streams else None
+    return alone, together, streams, xs, ys
+
+
+class StreamSteps:
+    """K runs' own static steps, each on its own CUDA stream, captured as one CUDA graph of K parallel branches and
+    replayed once per step (another way to fill a GPU with K small runs: no grouped convolutions, no MPS). Each run
+    draws and trains exactly as alone; on a CPU the K steps run one after the other. A benchmark candidate only."""
+
+    def __init__(self, steps):
+        self.steps, self.graph, self.eager_steps, self.grads = steps, None, 0, None
+
+    def run(self, n: int, xs, ys, gens) -> None:
+        """``n`` steps of every run on its batch ``xs[k], ys[k]``, drawing lambda and pairings from ``gens[k]``."""
+        import torch
+
+        steps = self.steps
+        device = steps[0].device
+        if n == 0:
+            return
+        draws = [s.draws([BATCH] * n, 0.7, gen) for s, gen in zip(steps, gens)]
+        layer = draws[0][0][1]
+        if any(d[1] != layer for run in draws for d in run):
+            raise ValueError("StreamSteps needs one mixing layer (AM-mixup mixes at the last)")
+        perms = [torch.stack([d[2] for d in run]).to(device) for run in draws]  # one copy per run and call
+        for s in steps:
+            s.lr.fill_(0.1)  # as run_epoch(..., lr=0.1) on the runs alone
+        for i in range(n):
+            for k, s in enumerate(steps):
+                lam = draws[k][i][0]
+                s.x.copy_(xs[k])
+                s.y.copy_(ys[k])
+                s.perm.copy_(perms[k][i])
+                s.lam.fill_(lam)
+                s.lam_rest.fill_(1.0 - lam)
+            if not steps[0].graphs_enabled:
+                for s in steps:
+                    s._eager(s.x, s.y, s.perm, s.lam, s.lam_rest, layer)
+            elif self.graph is None and self.eager_steps < 3:  # warm-up off the capture stream, as each run alone
+                side = torch.cuda.Stream(device)
+                side.wait_stream(torch.cuda.current_stream(device))
+                with torch.cuda.stream(side):
+                    for s in steps:
+                        s._eager(s.x, s.y, s.perm, s.lam, s.lam_rest, layer)
+                torch.cuda.current_stream(device).wait_stream(side)
+                self.eager_steps += 1
+            else:
+                if self.graph is None:
+                    self._capture(layer)
+                self.graph.replay()
+
+    def _capture(self, layer: int) -> None:
+        import torch
+
+        device = self.steps[0].device
+        for s in self.steps:
+            s._clear_grads()
+        graph, streams = torch.cuda.CUDAGraph(), [torch.cuda.Stream(device) for _ in self.steps]
+        with torch.cuda.graph(graph):
+            main = torch.cuda.current_stream(device)
+            for s, stream in zip(self.steps, streams):  # fork: run k on stream k
+                stream.wait_stream(main)
+                with torch.cuda.stream(stream):
+                    s._step(s.x, s.y, s.perm, s.lam, s.lam_rest, layer)
+            for stream in streams:  # join
+                main.wait_stream(stream)
+        self.grads = [[p.grad for p in s.params] for s in self.steps]  # the graph's gradient memory, kept alive
+        for s in self.steps:
+            s._clear_grads()
+        self.graph = graph
+
+
+def max_relative_difference(steps_a, steps_b) -> float:
+    """The largest |a - b| / max|a| over the parameters of two sets of runs: how far two ways of training drifted."""
+    worst = 0.0
+    for a, b in zip(steps_a, steps_b):
+        for pa, pb in zip(a.params, b.params):
+            scale = pa.detach().abs().max().item() or 1.0
+            worst = max(worst, (pa.detach() - pb.detach()).abs().max().item() / scale)
+    return worst
 
 
 def _time(run_steps, steps: int, warmup: int, sync) -> float:
@@ -103,12 +195,13 @@ def count_step_ops(step, x, y, perm, layer) -> int:
 
 
 def measure(model_name: str, packs: int, device, steps: int, warmup: int, precision: str,
-            compile: bool = False, packed_layout: str = "channels_last") -> dict:
+            compile: bool = False, packed_layout: str = "channels_last", streams: bool = False) -> dict:
     import torch
 
     from amixup.packing import pack_inputs
 
-    alone, together, xs, ys = _steppers(model_name, packs, device, precision, compile, packed_layout)
+    alone, together, stream_steps, xs, ys = _steppers(model_name, packs, device, precision, compile, packed_layout,
+                                                      streams)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     gens = [torch.Generator().manual_seed(k) for k in range(packs)]
     packed_x, packed_y = pack_inputs(xs).contiguous(memory_format=torch.channels_last), torch.stack(ys)
@@ -122,12 +215,22 @@ def measure(model_name: str, packs: int, device, steps: int, warmup: int, precis
 
     alone_ms = _time(run_alone, steps, warmup, sync)
     packed_ms = _time(run_packed, steps, warmup, sync)
-    perm = torch.randperm(BATCH).to(device)
+    streams = {}
+    if stream_steps is not None:  # the same K runs, same draws and batches: after as many steps, the same weights
+        stream_gens = [torch.Generator().manual_seed(k) for k in range(packs)]
+        try:
+            streams_ms = _time(lambda n: stream_steps.run(n, xs, ys, stream_gens), steps, warmup, sync)
+            streams = {"streams_ms": streams_ms, "streams_speedup": alone_ms / streams_ms,
+                       "streams_max_rel_diff": max_relative_difference(alone, stream_steps.steps)}
+        except Exception as err:  # a candidate: its failure is a finding, not the end of the benchmark
+            streams = {"streams_error": f"{type(err).__name__}: {err}"}
+    perm = torch.randperm(BATCH).to(device)  # the operator counts step every run once more: after the comparison
     alone_ops = sum(count_step_ops(step, x, y, perm, step.model.last_layer) for step, x, y in zip(alone, xs, ys))
     packed_ops = count_step_ops(together, packed_x, packed_y, perm.repeat(packs, 1), together.mix_layers)
     return {"model": model_name, "packs": packs, "packed_layout": packed_layout, "alone_ms": alone_ms,
             "packed_ms": packed_ms, "alone_ms_per_run": alone_ms / packs, "packed_ms_per_run": packed_ms / packs,
-            "speedup": alone_ms / packed_ms, "alone_ops": alone_ops, "packed_ops": packed_ops, "step": together.kind}
+            "speedup": alone_ms / packed_ms, "alone_ops": alone_ops, "packed_ops": packed_ops, "step": together.kind,
+            **streams}
 
 
 def measure_data(packs: int, device, steps: int, warmup: int) -> dict:
@@ -182,6 +285,8 @@ def main(argv=None) -> dict:
                              "as in the engine); grouped convolutions may prefer either (default: channels_last)")
     parser.add_argument("--cudnn-benchmark", action="store_true",
                         help="torch.backends.cudnn.benchmark = True: cuDNN times its algorithms per shape")
+    parser.add_argument("--streams", action="store_true",
+                        help="also the K runs alone as one CUDA graph of K parallel streams (StreamSteps)")
     parser.add_argument("--no-data", dest="data", action="store_false",
                         help="skip the data rows (K loaders against pack_batches)")
     parser.add_argument("--out", type=Path, default=None,
@@ -217,7 +322,8 @@ def main(argv=None) -> dict:
               "python": platform.python_version(), "threads": torch.get_num_threads(), **git_commit(),
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "batch": BATCH, "method": "am_mixup", "precision": args.precision, "compile": args.compile,
-              "packed_layout": args.packed_layout, "cudnn_benchmark": args.cudnn_benchmark, "steps": args.steps,
+              "packed_layout": args.packed_layout, "cudnn_benchmark": args.cudnn_benchmark, "streams": args.streams,
+              "steps": args.steps,
               "warmup": args.warmup, "data_rows": [], "rows": []}
     out.parent.mkdir(parents=True, exist_ok=True)
 
@@ -237,12 +343,14 @@ def main(argv=None) -> dict:
     for model_name in models:
         for k in packs:
             row = measure(model_name, k, device, args.steps, args.warmup, args.precision, args.compile,
-                          args.packed_layout)
+                          args.packed_layout, args.streams)
             result["rows"].append(row)
             save()
             print(f"{model_name:10} {k:3d} {row['alone_ms']:9.2f} {row['packed_ms']:9.2f} "
-                  f"{row['packed_ms_per_run']:13.2f} {row['speedup']:6.2f}x {row['alone_ops']:9d} {row['packed_ops']:10d}",
-                  flush=True)
+                  f"{row['packed_ms_per_run']:13.2f} {row['speedup']:6.2f}x {row['alone_ops']:9d} {row['packed_ops']:10d}"
+                  + (f"  streams {row['streams_ms']:.2f} ms ({row['streams_speedup']:.2f}x, weights "
+                     f"{row['streams_max_rel_diff']:.1e})" if "streams_ms" in row else "")
+                  + (f"  streams failed: {row['streams_error']}" if "streams_error" in row else ""), flush=True)
     save()
     print(f"wrote {out}")
     return result

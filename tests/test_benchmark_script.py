@@ -104,14 +104,19 @@ def test_gpu_throughput_records_a_phase_that_runs_out_of_time_and_goes_on(data_e
 def test_packing_step_benchmark_times_alone_and_packed_steps(tmp_path, capsys):
     bench = load_benchmark("packing_step")
     out = tmp_path / "packing.json"
-    result = bench.main(["--device", "cpu", "--models", "cnn_vis2d", "--packs", "1,2", "--steps", "1",
-                         "--warmup", "1", "--out", str(out)])
+    result = bench.main(["--device", "cpu", "--models", "cnn_vis2d", "--packs", "1,2", "--steps", "2",
+                         "--warmup", "1", "--streams", "--out", str(out)])
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     assert [(r["model"], r["packs"], r["step"]) for r in result["rows"]] == [("cnn_vis2d", 1, "static_eager"),
                                                                             ("cnn_vis2d", 2, "static_eager")]
     for row in result["rows"]:
         assert row["alone_ms"] > 0 and row["packed_ms"] > 0
         assert row["speedup"] == pytest.approx(row["alone_ms"] / row["packed_ms"])
+        # StreamSteps trains the same runs with the same draws: on a CPU (one after the other) the very same weights
+        assert row["streams_ms"] > 0 and row["streams_max_rel_diff"] == 0.0
+    data = result["data_rows"]  # K loaders against pack_batches: the K batches' operators, per step
+    assert [r["packs"] for r in data] == [1, 2] and data[1]["alone_ops"] == pytest.approx(2 * data[0]["alone_ops"])
+    assert data[1]["packed_ops"] < data[1]["alone_ops"]
     one, two = result["rows"]
     assert two["alone_ops"] == 2 * one["alone_ops"]  # two runs alone: twice the operators of one
     assert one["packed_ops"] <= two["packed_ops"] < two["alone_ops"]  # packed: about one run's, whatever K
