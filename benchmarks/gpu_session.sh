@@ -28,14 +28,14 @@ fi
 # 1. throughput (the GPU to itself)
 t=$(date +%s)
 timeout "$BENCH_T" $PY benchmarks/gpu_throughput.py $BENCH_ARGS --phase-timeout 75 --deadline $(( BENCH_T - 10 )) \
-  --commit "$COMMIT" --out "$OUT/gpu_throughput.json" > "$OUT/logs/bench.txt" 2>&1
-echo "bench rc=$? $(( $(date +%s) - t )) s" >> "$OUT/logs/phases.txt"
+  --commit "$COMMIT" --out "$OUT/gpu_throughput.json" > "$LOGS/bench.txt" 2>&1
+echo "bench rc=$? $(( $(date +%s) - t )) s" >> "$LOGS/phases.txt"
 
 # 2. result runs: one MPS daemon, both sweeps at once (the sweeps reuse a daemon that answers)
 if [ "$DEVICE" = cuda ] && command -v nvidia-cuda-mps-control > /dev/null; then
   export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
   mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
-  nvidia-cuda-mps-control -d && echo "mps started" >> "$OUT/logs/phases.txt"
+  nvidia-cuda-mps-control -d && echo "mps started" >> "$LOGS/phases.txt"
 fi
 sweep() {  # log name, python expression of the configs, results dir, workers
   timeout "$(left)" $PY -c "
@@ -47,15 +47,15 @@ try:
     sweep.run_sweep(configs, '$3', workers=$4, devices=['$DEVICE'], progress=False)
 finally:
     print('$1', len(configs), 'runs', round(time.time() - t, 1), 's', flush=True)
-" > "$OUT/logs/$1.txt" 2>&1
-  echo "$1 rc=$? $(( $(date +%s) - START )) s since start" >> "$OUT/logs/phases.txt"
+" > "$LOGS/$1.txt" 2>&1
+  echo "$1 rc=$? $(( $(date +%s) - START )) s since start" >> "$LOGS/phases.txt"
 }
 sweep beta "experiments.beta_sweep_configs('paper', **json.loads('$OVERRIDES'))" results/04_ablation/paper "$BETA_WORKERS" &
 sweep vgg11 "experiments.table8_configs('quick', datasets=['cifar10'], networks=['vgg11'], **json.loads('$OVERRIDES'))" \
   results/05_benchmarks/quick "$VGG_WORKERS" &
 wait
 command -v nvidia-cuda-mps-control > /dev/null && [ "$DEVICE" = cuda ] && echo quit | nvidia-cuda-mps-control
-cat "$OUT/logs/phases.txt"
-tail -n 25 "$OUT/logs/bench.txt"
+cat "$LOGS/phases.txt"
+tail -n 25 "$LOGS/bench.txt"
 tar czf "$OUT/records.tgz" --exclude=checkpoints results/04_ablation/paper/beta_sweep results/05_benchmarks/quick/table8 2> /dev/null
-tar czf "$OUT/logs.tgz" -C "$OUT" logs
+tar czf "$OUT/logs.tgz" -C "$(dirname "$LOGS")" logs && rm -rf "$(dirname "$LOGS")"  # one file: at most 8 come back

@@ -4,9 +4,9 @@
 #   1. correctness on the GPU: 2 packed runs against the same 2 runs alone (static step), 3 epochs of the
 #      Table 3 recipe on 2,000 images: first-epoch losses, accuracies, lambda, which step ran;
 #   2. benchmarks/packing_step.py: one step of K runs alone against packed, ResNet32 and CNN-Vis2D, K up to 32,
-#      against the K runs as one CUDA graph of K parallel streams (--streams), and the data path (K loaders
-#      against pack_batches); then ResNet32 packed in NCHW, and with cudnn.benchmark (grouped convolutions may
-#      prefer either);
+#      and the data path (K loaders against pack_batches); then for ResNet32 the K runs as one CUDA graph of K
+#      parallel streams (--streams), the packed network in NCHW, and with cudnn.benchmark (grouped convolutions
+#      may prefer either);
 #   3. benchmarks/gpu_throughput.py: solo static (baseline on the same card), packed 16 and 32 in one process,
 #      8 processes under MPS (the sweep's default), 16 x 2 processes.
 # PART=2: the compiled twins (compile_step=True) beside a solo static baseline, bf16, and
@@ -27,14 +27,14 @@ PART=${PART:-1}
 if [ -n "${TINY:-}" ]; then
   DEVICE=cpu; CHECK_IMAGES=300; CHECK_EPOCHS=1; PHASE_T=120
   BENCH_ARGS="--device cpu --tiny --no-eager --concurrent none --packed 2,2x2"
-  STEP_ARGS="--device cpu --models cnn_vis2d --packs 1,2 --steps 1 --warmup 1 --streams"
+  STEP_ARGS="--device cpu --models cnn_vis2d --packs 1,2 --steps 1 --warmup 1"
   VARIANT_ARGS="--device cpu --models cnn_vis2d --packs 2 --steps 1 --warmup 1 --no-data"
   COMPILED_ARGS="--device cpu --tiny --no-eager --concurrent none --packed 2 --only static"  # no compile: minutes on a CPU
   LOADER_ARGS="--device cpu --epochs 1 --warmup 0 --train-subset 300 --test-subset 200"
 else
   DEVICE=cuda; CHECK_IMAGES=2000; CHECK_EPOCHS=3; PHASE_T=75
   BENCH_ARGS="--device cuda --no-eager --epochs 8 --concurrent 8 --concurrent-epochs 6 --packed 16,32,16x2"
-  STEP_ARGS="--device cuda --packs 1,8,16,32 --steps 20 --streams"
+  STEP_ARGS="--device cuda --packs 1,8,16,32 --steps 20"
   VARIANT_ARGS="--device cuda --models resnet32 --packs 16,32 --steps 20 --no-data"
   COMPILED_ARGS="--device cuda --no-eager --epochs 8 --concurrent none --concurrent-epochs 6 --packed 16,32 --compile --bf16
     --only static,static_compiled,packed_16_compiled,packed_32_compiled,static_bf16"
@@ -44,14 +44,14 @@ fi
 throughput() {  # output JSON name, arguments
   local t=$(date +%s) bench_t=$(( $(left) - 15 ))
   timeout "$bench_t" $PY benchmarks/gpu_throughput.py $2 --phase-timeout "$PHASE_T" --deadline $(( bench_t - 10 )) \
-    --commit "$COMMIT" --out "$OUT/$1.json" > "$OUT/logs/$1.txt" 2>&1
-  echo "$1 rc=$? $(( $(date +%s) - t )) s" >> "$OUT/logs/phases.txt"
+    --commit "$COMMIT" --out "$OUT/$1.json" > "$LOGS/$1.txt" 2>&1
+  echo "$1 rc=$? $(( $(date +%s) - t )) s" >> "$LOGS/phases.txt"
 }
 
 if [ "$PART" = 1 ]; then
 # 1. packed against alone, on this device
 t=$(date +%s)
-timeout 90 $PY - "$DEVICE" "$CHECK_IMAGES" "$CHECK_EPOCHS" "$OUT/packed_check.json" > "$OUT/logs/check.txt" 2>&1 <<'EOF'
+timeout 90 $PY - "$DEVICE" "$CHECK_IMAGES" "$CHECK_EPOCHS" "$OUT/packed_check.json" > "$LOGS/check.txt" 2>&1 <<'EOF'
 import json, sys, tempfile, time
 import torch
 from amixup import engine
@@ -81,15 +81,16 @@ for run in result["runs"]:
     for a, p in zip(run["alone"], run["packed"]):
         print("  alone ", a, "\n  packed", p)
 EOF
-echo "check rc=$? $(( $(date +%s) - t )) s" >> "$OUT/logs/phases.txt"
+echo "check rc=$? $(( $(date +%s) - t )) s" >> "$LOGS/phases.txt"
 
 # 2. one step, K runs alone against packed (no data, no epoch loop), the data path, then the layout variants
 step() {  # output JSON name, time limit, arguments
   local t=$(date +%s)
-  timeout "$2" $PY benchmarks/packing_step.py $3 --out "$OUT/$1.json" > "$OUT/logs/$1.txt" 2>&1
-  echo "$1 rc=$? $(( $(date +%s) - t )) s" >> "$OUT/logs/phases.txt"
+  timeout "$2" $PY benchmarks/packing_step.py $3 --out "$OUT/$1.json" > "$LOGS/$1.txt" 2>&1
+  echo "$1 rc=$? $(( $(date +%s) - t )) s" >> "$LOGS/phases.txt"
 }
-step packing_step 100 "$STEP_ARGS"
+step packing_step 80 "$STEP_ARGS"
+step packing_step_streams 40 "$VARIANT_ARGS --streams"  # its own process: a failed capture cannot cost the rest
 step packing_step_contiguous 35 "$VARIANT_ARGS --packed-layout contiguous"
 step packing_step_cudnn_benchmark 35 "$VARIANT_ARGS --cudnn-benchmark"
 
@@ -100,9 +101,9 @@ else
 throughput gpu_throughput_compiled "$COMPILED_ARGS"
 t=$(date +%s)
 timeout $(( $(left) - 5 )) $PY benchmarks/loader_vs_engine.py $LOADER_ARGS --json "$OUT/loader_vs_engine.json" \
-  > "$OUT/logs/loader_vs_engine.txt" 2>&1
-echo "loader_vs_engine rc=$? $(( $(date +%s) - t )) s" >> "$OUT/logs/phases.txt"
+  > "$LOGS/loader_vs_engine.txt" 2>&1
+echo "loader_vs_engine rc=$? $(( $(date +%s) - t )) s" >> "$LOGS/phases.txt"
 fi
-cat "$OUT/logs/phases.txt"
-for log in "$OUT"/logs/*.txt; do echo "== $log"; tail -n 20 "$log"; done
-tar czf "$OUT/logs.tgz" -C "$OUT" logs
+cat "$LOGS/phases.txt"
+for log in "$LOGS"/*.txt; do echo "== $log"; tail -n 20 "$log"; done
+tar czf "$OUT/logs.tgz" -C "$(dirname "$LOGS")" logs && rm -rf "$(dirname "$LOGS")"  # one file: at most 8 come back
