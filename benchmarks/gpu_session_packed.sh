@@ -27,14 +27,14 @@ PART=${PART:-1}
 if [ -n "${TINY:-}" ]; then
   DEVICE=cpu; CHECK_IMAGES=300; CHECK_EPOCHS=1; PHASE_T=120
   BENCH_ARGS="--device cpu --tiny --no-eager --concurrent none --packed 2,2x2"
-  STEP_ARGS="--device cpu --models cnn_vis2d --packs 1,2 --steps 1 --warmup 1"
+  STEP_ARGS="--device cpu --models cnn_vis2d --packs 1,2 --steps 1 --warmup 1 --eval-images 64"
   VARIANT_ARGS="--device cpu --models cnn_vis2d --packs 2 --steps 1 --warmup 1 --no-data"
   COMPILED_ARGS="--device cpu --tiny --no-eager --concurrent none --packed 2 --only static"  # no compile: minutes on a CPU
   LOADER_ARGS="--device cpu --epochs 1 --warmup 0 --train-subset 300 --test-subset 200"
 else
   DEVICE=cuda; CHECK_IMAGES=2000; CHECK_EPOCHS=3; PHASE_T=75
   BENCH_ARGS="--device cuda --no-eager --epochs 8 --concurrent 8 --concurrent-epochs 6 --packed 16,32,16x2"
-  STEP_ARGS="--device cuda --packs 1,8,16,32 --steps 20"
+  STEP_ARGS="--device cuda --packs 1,8,16,32 --steps 20 --eval-images 10000"
   VARIANT_ARGS="--device cuda --models resnet32 --packs 16,32 --steps 20 --no-data"
   COMPILED_ARGS="--device cuda --no-eager --epochs 8 --concurrent none --concurrent-epochs 6 --packed 16,32 --compile --bf16
     --only static,static_compiled,packed_16_compiled,packed_32_compiled,static_bf16"

@@ -4,8 +4,10 @@ No data is read: each step trains on random images of the recipe's shape (batch 
 AM-mixup at the last layer, through the engine's own step classes (:class:`amixup.static_step.StaticStep` and
 :class:`amixup.packing.PackedStep`, replayed as CUDA graphs on a GPU, eager on a CPU). For every model and K it
 reports milliseconds per step of the K runs alone (K steps one after the other in one process) and packed (one
-step), and their ratio: how much faster the packed network trains the same K runs in one process; and the ATen
-operators one step dispatches (the K runs alone together, and packed), the kernels a launch-bound GPU pays for.
+step), and their ratio: how much faster the packed network trains the same K runs in one process; the ATen
+operators one step dispatches (the K runs alone together, and packed), the kernels a launch-bound GPU pays for;
+the milliseconds to write the K runs' checkpoints once (what a pack pays every ``checkpoint_every`` epochs) and,
+with ``--eval-images N``, to evaluate N test images, alone and packed.
 Options measure the candidates beside it: ``--streams`` the K runs alone as one CUDA graph of K parallel streams
 (:class:`StreamSteps`, checked to end in the same weights as the runs alone), ``--packed-layout contiguous`` the
 packed network in NCHW, ``--cudnn-benchmark`` cuDNN's own algorithm search; and, unless ``--no-data``, the data
@@ -195,7 +197,8 @@ def count_step_ops(step, x, y, perm, layer) -> int:
 
 
 def measure(model_name: str, packs: int, device, steps: int, warmup: int, precision: str,
-            compile: bool = False, packed_layout: str = "channels_last", streams: bool = False) -> dict:
+            compile: bool = False, packed_layout: str = "channels_last", streams: bool = False,
+            eval_images: int = 0) -> dict:
     import torch
 
     from amixup.packing import pack_inputs
@@ -224,13 +227,60 @@ def measure(model_name: str, packs: int, device, steps: int, warmup: int, precis
                        "streams_max_rel_diff": max_relative_difference(alone, stream_steps.steps)}
         except Exception as err:  # a candidate: its failure is a finding, not the end of the benchmark
             streams = {"streams_error": f"{type(err).__name__}: {err}"}
+    checkpoint_ms = time_checkpoints(together, packs, sync)
+    evaluation = time_evaluation(alone, together, eval_images, sync) if eval_images else {}
     perm = torch.randperm(BATCH).to(device)  # the operator counts step every run once more: after the comparison
     alone_ops = sum(count_step_ops(step, x, y, perm, step.model.last_layer) for step, x, y in zip(alone, xs, ys))
     packed_ops = count_step_ops(together, packed_x, packed_y, perm.repeat(packs, 1), together.mix_layers)
     return {"model": model_name, "packs": packs, "packed_layout": packed_layout, "alone_ms": alone_ms,
             "packed_ms": packed_ms, "alone_ms_per_run": alone_ms / packs, "packed_ms_per_run": packed_ms / packs,
             "speedup": alone_ms / packed_ms, "alone_ops": alone_ops, "packed_ops": packed_ops, "step": together.kind,
-            **streams}
+            "checkpoint_ms": checkpoint_ms, **evaluation, **streams}
+
+
+def time_checkpoints(together, packs: int, sync) -> float:
+    """Milliseconds to write the K runs' checkpoints once, as ``engine.train_packed`` does at an epoch's end (unpack
+    the packed model and optimizer, one ordinary checkpoint file per run), into a temporary folder: what a pack
+    pays per ``checkpoint_every`` epochs besides its steps."""
+    import tempfile
+
+    from amixup.engine import _save_checkpoint
+    from amixup.packing import unpack_optimizer_state, unpack_state
+
+    with tempfile.TemporaryDirectory() as folder:
+        sync()
+        start = time.perf_counter()
+        models = unpack_state(together.model.state_dict(), packs)
+        optimizers = unpack_optimizer_state(together.optimizer.state_dict(), packs)
+        for k in range(packs):
+            _save_checkpoint(Path(folder) / f"run{k}.pt", {"epoch": 1, "model": models[k], "optimizer": optimizers[k]})
+        return (time.perf_counter() - start) * 1000
+
+
+def time_evaluation(alone, together, images: int, sync) -> dict:
+    """Milliseconds to evaluate ``images`` test images (batches of 512, as the engine) with the K runs alone, one
+    after the other, and with the packed network (``engine.evaluate_packed``: every run sees the same images)."""
+    import torch
+
+    from amixup.augment import TensorLoader
+    from amixup.engine import evaluate, evaluate_packed
+
+    device = together.device
+    data = torch.randint(0, 256, (images, *SHAPE), dtype=torch.uint8, device=device)
+    loader = TensorLoader(data, torch.randint(0, CLASSES, (images,), device=device), 512, device=device,
+                          mean=(125.3, 123.0, 113.9), std=(63.0, 62.1, 66.7), train=False)
+    out = {"eval_images": images}
+    for name, run in (("alone", lambda: [evaluate(step.model, loader) for step in alone]),
+                      ("packed", lambda: evaluate_packed(together.model, loader, len(alone)))):
+        run()  # warm-up (cuDNN's first call per shape)
+        sync()
+        start = time.perf_counter()
+        run()
+        sync()
+        out[f"eval_{name}_ms"] = (time.perf_counter() - start) * 1000
+    for model in [step.model for step in alone] + [together.model]:
+        model.train()  # evaluate() leaves eval mode; the steps train
+    return out
 
 
 def measure_data(packs: int, device, steps: int, warmup: int) -> dict:
@@ -287,6 +337,9 @@ def main(argv=None) -> dict:
                         help="torch.backends.cudnn.benchmark = True: cuDNN times its algorithms per shape")
     parser.add_argument("--streams", action="store_true",
                         help="also the K runs alone as one CUDA graph of K parallel streams (StreamSteps)")
+    parser.add_argument("--eval-images", type=number_argument(int, 0), default=0, metavar="N",
+                        help="also time the evaluation of N test images, K runs alone against packed (default: 0, "
+                             "none; the recipe's test set is 10000)")
     parser.add_argument("--no-data", dest="data", action="store_false",
                         help="skip the data rows (K loaders against pack_batches)")
     parser.add_argument("--out", type=Path, default=None,
@@ -339,15 +392,18 @@ def main(argv=None) -> dict:
             print(f"{k:10d} {row['alone_ms']:9.2f} {row['packed_ms']:9.2f} {row['alone_ops']:9.0f} "
                   f"{row['packed_ops']:10.0f}", flush=True)
     print(f"{'model':10} {'K':>3} {'alone ms':>9} {'packed ms':>9} {'ms/run packed':>13} {'speedup':>7} "
-          f"{'alone ops':>9} {'packed ops':>10}")
+          f"{'alone ops':>9} {'packed ops':>10} {'ckpt ms':>8}")
     for model_name in models:
         for k in packs:
             row = measure(model_name, k, device, args.steps, args.warmup, args.precision, args.compile,
-                          args.packed_layout, args.streams)
+                          args.packed_layout, args.streams, args.eval_images)
             result["rows"].append(row)
             save()
             print(f"{model_name:10} {k:3d} {row['alone_ms']:9.2f} {row['packed_ms']:9.2f} "
                   f"{row['packed_ms_per_run']:13.2f} {row['speedup']:6.2f}x {row['alone_ops']:9d} {row['packed_ops']:10d}"
+                  f" {row['checkpoint_ms']:8.1f}"
+                  + (f"  eval {row['eval_alone_ms']:.1f} ms alone, {row['eval_packed_ms']:.1f} packed"
+                     if "eval_alone_ms" in row else "")
                   + (f"  streams {row['streams_ms']:.2f} ms ({row['streams_speedup']:.2f}x, weights "
                      f"{row['streams_max_rel_diff']:.1e})" if "streams_ms" in row else "")
                   + (f"  streams failed: {row['streams_error']}" if "streams_error" in row else ""), flush=True)
