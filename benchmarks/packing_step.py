@@ -70,6 +70,7 @@ def _steppers(model_name: str, packs: int, device, precision: str, compile: bool
         return MixPolicy(spec, eligible_layers=model.manifold_layers, last_layer_index=model.last_layer, seed=seed)
 
     common = dict(batch_size=BATCH, device=device, precision=precision, need_clean=True, compile=compile)
+
     def alone_steps(models):
         return [StaticStep(m, policy(m, k), sgd(m.parameters()), sample_shape=SHAPE, **common)
                 for k, m in enumerate(models)]
