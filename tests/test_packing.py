@@ -190,6 +190,7 @@ CASES = {
     "am_mixup": dict(method="am_mixup", beta=1.5, epochs=3),  # lambda falls below 0.5 at its own pace per run
     "fixed_0.3": dict(method="am_mixup", rate="fixed", fixed_lambda=0.3),
     "row1_clean_forward": dict(method="am_mixup", **ABLATION_ROWS[1]),
+    "bf16": dict(method="am_mixup", precision="bf16"),  # the throughput option (bf16 autocast)
 }
 
 
@@ -202,7 +203,10 @@ def test_two_packed_runs_get_the_records_they_get_alone(case, data_env, tmp_path
     for config, rec in zip(configs, packed):
         alone = train(config, tmp_path / "alone", progress=False)
         assert rec["environment"]["step"] == "packed_static_eager" and rec["environment"]["packs"] == 2
-        assert_same_record(alone, rec, feature_atol=1e-2)  # 2-D features of size ~5: 1e-4 of float rounding
+        if case == "bf16":  # bf16 rounding, as the static step against the eager one: one ulp is 1/128
+            assert_same_record(alone, rec, rel=1e-2, feature_atol=5e-2, metric_rel=1e-2)
+        else:
+            assert_same_record(alone, rec, feature_atol=1e-2)  # 2-D features of size ~5: 1e-4 of float rounding
     if case == "am_mixup":
         assert packed[0]["lambda_trajectory"] != packed[1]["lambda_trajectory"]
         assert min(packed[0]["lambda_trajectory"]) < 0.5
