@@ -38,7 +38,7 @@ else
   VARIANT_ARGS="--device cuda --models resnet32 --packs 16,32 --steps 20 --no-data"
   COMPILED_ARGS="--device cuda --no-eager --epochs 8 --concurrent none --concurrent-epochs 6 --packed 16,32 --compile --bf16
     --only static,static_compiled,packed_16_compiled,packed_32_compiled,static_bf16"
-  LOADER_ARGS="--device cuda --epochs 3 --warmup 1 --workers 8"
+  LOADER_ARGS="--device cuda --epochs 3 --warmup 1"  # 2 DataLoader workers, as the figures in issue 9
 fi
 
 throughput() {  # output JSON name, arguments
