@@ -55,7 +55,8 @@ def _steppers(model_name: str, packs: int, device, precision: str, compile: bool
         out = []
         for seed in range(packs):
             torch.manual_seed(seed)
-            out.append(build_model(model_name, CLASSES, SHAPE[0], SHAPE[1]).to(device, memory_format=torch.channels_last))
+            model = build_model(model_name, CLASSES, SHAPE[0], SHAPE[1])
+            out.append(model.to(device, memory_format=torch.channels_last))
         return out
 
     models = models_from_seeds()
@@ -401,7 +402,8 @@ def main(argv=None) -> dict:
             result["rows"].append(row)
             save()
             print(f"{model_name:10} {k:3d} {row['alone_ms']:9.2f} {row['packed_ms']:9.2f} "
-                  f"{row['packed_ms_per_run']:13.2f} {row['speedup']:6.2f}x {row['alone_ops']:9d} {row['packed_ops']:10d}"
+                  f"{row['packed_ms_per_run']:13.2f} {row['speedup']:6.2f}x {row['alone_ops']:9d} "
+                  f"{row['packed_ops']:10d}"
                   f" {row['checkpoint_ms']:8.1f}"
                   + (f"  eval {row['eval_alone_ms']:.1f} ms alone, {row['eval_packed_ms']:.1f} packed"
                      if "eval_alone_ms" in row else "")

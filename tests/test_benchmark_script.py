@@ -128,7 +128,7 @@ def test_packing_step_benchmark_times_alone_and_packed_steps(tmp_path, capsys):
 
 
 def test_the_prepared_packed_gpu_session_runs_its_cpu_path(data_env, tmp_path):
-    """benchmarks/gpu_session_packed.sh with TINY=1, both parts: the scripts two GPU calls run, on the CPU, end to end."""
+    """benchmarks/gpu_session_packed.sh with TINY=1, both parts: what two GPU calls run, on the CPU, end to end."""
     import os
     import subprocess
     import sys

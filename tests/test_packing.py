@@ -19,7 +19,8 @@ from amixup.engine import train, train_packed
 from amixup.mixing import MixPolicy, mixup, resolve_spec
 from amixup.models import build_model
 from amixup.packing import (PackedStep, check_packable, cross_entropy_per_run, mix_packed, pack_batches, pack_groups,
-                            pack_inputs, pack_models, pack_optimizer_state, pack_state, unpack_optimizer_state, unpack_state)
+                            pack_inputs, pack_models, pack_optimizer_state, pack_state, unpack_optimizer_state,
+                            unpack_state)
 from amixup.recipes import ABLATION_ROWS, make_config
 
 from test_engine import comparable
@@ -165,7 +166,8 @@ def test_a_packed_step_trains_each_run_as_alone(float64_default):
     xs = [torch.randn(8, 3, 32, 32) for _ in range(2)]
     ys = [torch.randint(0, 10, (8,)) for _ in range(2)]
     gens = [torch.Generator().manual_seed(s) for s in range(2)]
-    loss_sum, correct, clean, n_seen, n_clean = step.run_epoch([(pack_inputs(xs), torch.stack(ys))], [8], [0.7, 0.3], 0.1, gens)
+    batches = [(pack_inputs(xs), torch.stack(ys))]
+    loss_sum, correct, clean, n_seen, n_clean = step.run_epoch(batches, [8], [0.7, 0.3], 0.1, gens)
     assert n_seen == 8 and n_clean == [8, 8]
     for k, twin in enumerate(twins):
         opt_k = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4)
