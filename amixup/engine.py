@@ -273,6 +273,17 @@ def _evaluates(config: RunConfig, epoch: int) -> bool:
     return (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs
 
 
+def _saves(config: RunConfig, epoch: int) -> bool:
+    """Whether ``epoch`` ends with a checkpoint: every ``checkpoint_every`` epochs, and the last one always."""
+    return (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs
+
+
+def _test_metrics(evaluation, groups) -> dict:
+    """The history entry's test accuracies (all, many, median, few) of an evaluation's logits."""
+    logits, _, labels = evaluation
+    return {f"test_{k}": v for k, v in split_accuracy(logits.argmax(1), labels, groups).items()}
+
+
 def _postfix(entry: dict, spec) -> dict:
     postfix = {"loss": f"{entry['train_loss']:.3f}", "acc": f"{entry['train_acc_mixed']:.3f}",
                "test": f"{entry.get('test_all', float('nan')):.1f}"}
@@ -405,8 +416,7 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
         entry = _epoch_entry(run, spec, epoch, lr, lam_epoch, loss_sum, correct_mixed, correct_clean, n_seen, n_clean)
         if main_process and _evaluates(config, epoch):
             evaluation = run_evaluation()
-            logits, _, labels = evaluation
-            entry.update({f"test_{k}": v for k, v in split_accuracy(logits.argmax(1), labels, groups).items()})
+            entry.update(_test_metrics(evaluation, groups))
         run.seconds += time.perf_counter() - t0
         entry["seconds"] = run.seconds
         history.append(entry)
@@ -414,7 +424,7 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
         if distributed:
             state["rank_gens"] = ddp.gather_objects(run.device_gen.get_state().cpu())
             state["shuffle_gen"] = run.shuffle_gen.get_state().cpu()
-        if main_process and ((epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs):
+        if main_process and _saves(config, epoch):
             _save_checkpoint(ckpt_path, state)
         if distributed:
             torch.distributed.barrier()
@@ -519,10 +529,10 @@ def _train_runs(runs: list[_Run], checkpoints: list[Path], *, spec, data, input_
                                 sums[4][k]) for k, (run, lam) in enumerate(zip(runs, lam_epochs))]
         if _evaluates(first, epoch):
             evaluations = evaluate_packed(model, test_loader, packs, autocast)
-            for entry, (logits, _, labels) in zip(entries, evaluations):
-                entry.update({f"test_{k}": v for k, v in split_accuracy(logits.argmax(1), labels, groups).items()})
+            for entry, evaluation in zip(entries, evaluations):
+                entry.update(_test_metrics(evaluation, groups))
         elapsed = time.perf_counter() - t0
-        saving = (epoch + 1) % first.checkpoint_every == 0 or epoch + 1 == first.epochs
+        saving = _saves(first, epoch)
         if saving:
             for group in optimizer.param_groups:
                 group["lr"] = lr  # as a run trained alone saves it

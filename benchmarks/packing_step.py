@@ -165,6 +165,22 @@ def max_relative_difference(steps_a, steps_b) -> float:
     return worst
 
 
+def _sync(device):
+    """A function that waits for ``device`` (a no-op on a CPU): timings end when the work has run."""
+    import torch
+
+    return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+
+
+def _loader(images, labels, device, **kw):
+    """A TensorLoader over CIFAR-shaped tensors with CIFAR-10's normalisation."""
+    from amixup.augment import TensorLoader
+    from amixup.data import normalization
+
+    mean, std = normalization("cifar10")
+    return TensorLoader(images, labels, kw.pop("batch_size", BATCH), device=device, mean=mean, std=std, **kw)
+
+
 def _time(run_steps, steps: int, warmup: int, sync) -> float:
     """Milliseconds per step of ``run_steps(n)`` after ``warmup`` steps (captures happen there)."""
     run_steps(warmup)
@@ -207,7 +223,7 @@ def measure(model_name: str, packs: int, device, steps: int, warmup: int, precis
 
     alone, together, stream_steps, xs, ys = _steppers(model_name, packs, device, precision, compile, packed_layout,
                                                       streams)
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    sync = _sync(device)
     gens = [torch.Generator().manual_seed(k) for k in range(packs)]
     packed_x, packed_y = pack_inputs(xs).contiguous(memory_format=torch.channels_last), torch.stack(ys)
 
@@ -264,13 +280,11 @@ def time_evaluation(alone, together, images: int, sync) -> dict:
     after the other, and with the packed network (``engine.evaluate_packed``: every run sees the same images)."""
     import torch
 
-    from amixup.augment import TensorLoader
     from amixup.engine import evaluate, evaluate_packed
 
     device = together.device
     data = torch.randint(0, 256, (images, *SHAPE), dtype=torch.uint8, device=device)
-    loader = TensorLoader(data, torch.randint(0, CLASSES, (images,), device=device), 512, device=device,
-                          mean=(125.3, 123.0, 113.9), std=(63.0, 62.1, 66.7), train=False)
+    loader = _loader(data, torch.randint(0, CLASSES, (images,), device=device), device, batch_size=512, train=False)
     out = {"eval_images": images}
     for name, run in (("alone", lambda: [evaluate(step.model, loader) for step in alone]),
                       ("packed", lambda: evaluate_packed(together.model, loader, len(alone)))):
@@ -290,7 +304,6 @@ def measure_data(packs: int, device, steps: int, warmup: int) -> dict:
     against :func:`amixup.packing.pack_batches`: milliseconds and ATen operators per step (K batches)."""
     import torch
 
-    from amixup.augment import TensorLoader
     from amixup.packing import pack_batches
 
     n = BATCH * (steps + warmup)
@@ -298,9 +311,8 @@ def measure_data(packs: int, device, steps: int, warmup: int) -> dict:
     labels = torch.randint(0, CLASSES, (n,), device=device)
 
     def loaders():
-        return [TensorLoader(images, labels, BATCH, device=device, mean=(125.3, 123.0, 113.9), std=(63.0, 62.1, 66.7),
-                             train=True, crop_padding=4, flip=True,
-                             generator=torch.Generator(device=device).manual_seed(k)) for k in range(packs)]
+        return [_loader(images, labels, device, train=True, crop_padding=4, flip=True,
+                        generator=torch.Generator(device=device).manual_seed(k)) for k in range(packs)]
 
     def alone_pass(runs):
         return [list(loader) for loader in runs]
@@ -308,7 +320,7 @@ def measure_data(packs: int, device, steps: int, warmup: int) -> dict:
     def packed_pass(runs):
         return list(pack_batches(runs))
 
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    sync = _sync(device)
     row = {"packs": packs}
     for name, one_pass in (("alone", alone_pass), ("packed", packed_pass)):
         one_pass(loaders())  # warm-up
