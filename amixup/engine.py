@@ -31,8 +31,8 @@ from .metrics import (alignment, class_groups, neighborhood_uniformity, per_clas
 from .mixing import MixPolicy, mixup, random_permutation, resolve_spec
 from .models import SplitModel, build_model, from_torchvision_state
 from .records import CorruptFileError, atomic_write_bytes, code_provenance, environment, read_record, write_record
-from .packing import (PackedStep, check_packable, pack_batches, pack_models, pack_optimizer_state, per_run,
-                      unpack_optimizer_state, unpack_state)
+from .packing import (PackedStep, check_packable, checkpoint_states, pack_batches, pack_models, pack_optimizer_state,
+                      per_run, unpack_state)
 from .schedule import AMScheduler
 from .static_step import StaticStep, check_sgd, frozen_batchnorm_stats
 
@@ -536,8 +536,7 @@ def _train_runs(runs: list[_Run], checkpoints: list[Path], *, spec, data, input_
         if saving:
             for group in optimizer.param_groups:
                 group["lr"] = lr  # as a run trained alone saves it
-            model_states = unpack_state(model.state_dict(), packs)
-            optimizer_states = unpack_optimizer_state(optimizer.state_dict(), packs)
+            model_states, optimizer_states = checkpoint_states(model, optimizer, packs)
         for k, (run, entry) in enumerate(zip(runs, entries)):
             run.seconds += elapsed
             entry["seconds"] = run.seconds

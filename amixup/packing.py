@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .augment import batch_chunks, join_draws
 from .config import RunConfig
 from .mixing import MixPolicy
 from .models import SplitModel, _BasicBlock
@@ -107,10 +108,12 @@ def pack_state(states: list[dict]) -> dict:
             for key in states[0]}
 
 
-def unpack_state(state: dict, packs: int) -> list[dict]:
-    """The K runs' state dicts of a packed state dict (the inverse of :func:`pack_state`)."""
+def unpack_state(state: dict, packs: int, device=None) -> list[dict]:
+    """The K runs' state dicts of a packed state dict (the inverse of :func:`pack_state`); each tensor owns its
+    memory. With ``device``, each packed tensor is first copied there whole: one transfer, not one per run."""
     runs = [{} for _ in range(packs)]
     for key, value in state.items():
+        value = value if device is None else value.to(device)
         parts = [value] * packs if value.dim() == 0 else value.chunk(packs)
         for run, part in zip(runs, parts):
             run[key] = part.clone()
@@ -181,13 +184,20 @@ def pack_optimizer_state(states: list[dict]) -> dict:
     return packed
 
 
-def unpack_optimizer_state(state: dict, packs: int) -> list[dict]:
-    """The K runs' optimizer state dicts of a packed one (the inverse of :func:`pack_optimizer_state`)."""
+def unpack_optimizer_state(state: dict, packs: int, device=None) -> list[dict]:
+    """The K runs' optimizer state dicts of a packed one (the inverse of :func:`pack_optimizer_state`);
+    ``device`` as for :func:`unpack_state`."""
     runs = [{"param_groups": copy.deepcopy(state["param_groups"]), "state": {}} for _ in range(packs)]
     for index, values in state["state"].items():
-        for run, part in zip(runs, unpack_state(values, packs)):
+        for run, part in zip(runs, unpack_state(values, packs, device)):
             run["state"][index] = part
     return runs
+
+
+def checkpoint_states(model: nn.Module, optimizer: torch.optim.Optimizer, packs: int) -> tuple[list, list]:
+    """The K runs' model and optimizer state dicts, on the host, as each run's checkpoint holds them: every
+    packed tensor crosses to the host once and is cut there (K times fewer transfers than cutting on a GPU)."""
+    return unpack_state(model.state_dict(), packs, "cpu"), unpack_optimizer_state(optimizer.state_dict(), packs, "cpu")
 
 
 def pack_models(models: list[SplitModel]) -> SplitModel:
@@ -217,12 +227,14 @@ def pack_batches(loaders):
     """One pass of K training loaders (over the same images) as packed batches ``(x [B, K * C, H, W], y [K, B])``.
 
     Each loader keeps its own order and draws its own augmentation from its own generator, in the order it
-    draws them alone, so ``x`` equals :func:`pack_inputs` of the K loaders' own batches; but the K batches
-    are gathered, cropped, flipped and normalised together, in one set of kernels instead of K.
+    draws them alone, so ``x`` equals :func:`pack_inputs` of the K loaders' own batches; but the K runs' batches
+    are gathered, cropped, flipped and normalised together, as many consecutive ones at a time as the loaders'
+    ``chunk_bytes`` allows for all K, in one set of kernels instead of one per run and batch.
     """
     first = loaders[0]
     same = ("images", "labels")
-    settings = ("batch_size", "train", "augmentation", "crop_padding", "flip", "crop_size", "world_size")
+    settings = ("batch_size", "train", "augmentation", "crop_padding", "flip", "crop_size", "world_size",
+                "chunk_bytes")
     if any(getattr(o, a) is not getattr(first, a) for o in loaders for a in same) or \
             any(getattr(o, a) != getattr(first, a) for o in loaders for a in settings) or \
             any(not torch.equal(o.mean, first.mean) or not torch.equal(o.std, first.std) for o in loaders):
@@ -230,23 +242,26 @@ def pack_batches(loaders):
     if not first.train:
         raise ValueError("pack_batches packs training loaders (train=True)")
     packs = len(loaders)
-    for idxs in zip(*(loader.batch_indices() for loader in loaders)):
-        n = len(idxs[0])
-        draws = [loader.draws(n) for loader in loaders]
-        idx = torch.cat(idxs)
-        together = None if draws[0] is None else \
-            tuple(None if parts[0] is None else torch.cat(parts) for parts in zip(*draws))
-        x = first.augment(first.images[idx], together)  # [K * B, C, H, W]: run k's batch is rows [kB, (k+1)B)
-        yield _runs_to_channels(x, packs), first.labels[idx].view(packs, n)
+    indices = [list(loader.batch_indices()) for loader in loaders]
+    sizes = [len(idx) for idx in indices[0]]
+    for chunk in batch_chunks(sizes, packs * first.image_bytes(), first.chunk_bytes):
+        counts = [sizes[i] for i in chunk]
+        idx = torch.cat([run[i] for run in indices for i in chunk])  # run k's batches are rows [kM, (k+1)M)
+        draws = join_draws([loader.draws(n) for loader in loaders for n in counts])
+        x = first.augment(first.images[idx], draws)
+        x, y = x.view(packs, -1, *x.shape[1:]), first.labels[idx].view(packs, -1)  # [K, M, C, H, W], [K, M]
+        start = 0
+        for n in counts:
+            yield _runs_to_channels(x[:, start:start + n]), y[:, start:start + n]
+            start += n
 
 
-def _runs_to_channels(x: torch.Tensor, packs: int) -> torch.Tensor:
-    """K batches stacked along dim 0 ``[K * B, C, H, W]`` -> the packed batch ``[B, K * C, H, W]``, channels-last,
-    in one copy (what :func:`pack_inputs` of the K batches gives)."""
-    kb, c, h, w = x.shape
-    b = kb // packs
+def _runs_to_channels(x: torch.Tensor) -> torch.Tensor:
+    """K batches ``[K, B, C, H, W]`` -> the packed batch ``[B, K * C, H, W]``, channels-last, in one copy (what
+    :func:`pack_inputs` of the K batches gives)."""
+    packs, b, c, h, w = x.shape
     out = torch.empty((b, h, w, packs, c), dtype=x.dtype, device=x.device)
-    out.copy_(x.view(packs, b, c, h, w).permute(1, 3, 4, 0, 2))  # [B, H, W, K, C]
+    out.copy_(x.permute(1, 3, 4, 0, 2))  # [B, H, W, K, C]
     return out.view(b, h, w, packs * c).permute(0, 3, 1, 2)
 
 

@@ -263,13 +263,12 @@ def time_checkpoints(together, packs: int, sync) -> float:
     import tempfile
 
     from amixup.engine import _save_checkpoint
-    from amixup.packing import unpack_optimizer_state, unpack_state
+    from amixup.packing import checkpoint_states
 
     with tempfile.TemporaryDirectory() as folder:
         sync()
         start = time.perf_counter()
-        models = unpack_state(together.model.state_dict(), packs)
-        optimizers = unpack_optimizer_state(together.optimizer.state_dict(), packs)
+        models, optimizers = checkpoint_states(together.model, together.optimizer, packs)
         for k in range(packs):
             _save_checkpoint(Path(folder) / f"run{k}.pt", {"epoch": 1, "model": models[k], "optimizer": optimizers[k]})
         return (time.perf_counter() - start) * 1000
@@ -301,17 +300,20 @@ def time_evaluation(alone, together, images: int, sync) -> dict:
 
 def measure_data(packs: int, device, steps: int, warmup: int) -> dict:
     """The training batches of K runs (the CIFAR recipe's crop and flip), from K loaders one after the other
-    against :func:`amixup.packing.pack_batches`: milliseconds and ATen operators per step (K batches)."""
+    against :func:`amixup.packing.pack_batches`: milliseconds and ATen operators per step (K batches), over one
+    pass of ``steps + warmup`` batches, with the loaders' default ``chunk_bytes`` for the device (on a GPU the pass
+    in one chunk) and batch by batch (``..._per_batch``, ``chunk_bytes=0``)."""
     import torch
 
+    from amixup.augment import default_chunk_bytes
     from amixup.packing import pack_batches
 
     n = BATCH * (steps + warmup)
     images = torch.randint(0, 256, (n, *SHAPE), dtype=torch.uint8, device=device)
     labels = torch.randint(0, CLASSES, (n,), device=device)
 
-    def loaders():
-        return [_loader(images, labels, device, train=True, crop_padding=4, flip=True,
+    def loaders(chunk_bytes):
+        return [_loader(images, labels, device, train=True, crop_padding=4, flip=True, chunk_bytes=chunk_bytes,
                         generator=torch.Generator(device=device).manual_seed(k)) for k in range(packs)]
 
     def alone_pass(runs):
@@ -321,15 +323,16 @@ def measure_data(packs: int, device, steps: int, warmup: int) -> dict:
         return list(pack_batches(runs))
 
     sync = _sync(device)
-    row = {"packs": packs}
-    for name, one_pass in (("alone", alone_pass), ("packed", packed_pass)):
-        one_pass(loaders())  # warm-up
-        sync()
-        start = time.perf_counter()
-        one_pass(loaders())
-        sync()
-        row[f"{name}_ms"] = (time.perf_counter() - start) / (steps + warmup) * 1000
-        row[f"{name}_ops"] = count_ops(lambda: one_pass(loaders())) / (steps + warmup)
+    row = {"packs": packs, "pass_batches": steps + warmup, "chunk_bytes": default_chunk_bytes(device)}
+    for chunk_bytes, suffix in ((row["chunk_bytes"], ""), (0, "_per_batch")):
+        for name, one_pass in (("alone", alone_pass), ("packed", packed_pass)):
+            one_pass(loaders(chunk_bytes))  # warm-up
+            sync()
+            start = time.perf_counter()
+            one_pass(loaders(chunk_bytes))
+            sync()
+            row[f"{name}{suffix}_ms"] = (time.perf_counter() - start) / (steps + warmup) * 1000
+            row[f"{name}{suffix}_ops"] = count_ops(lambda: one_pass(loaders(chunk_bytes))) / (steps + warmup)
     return row
 
 
@@ -398,13 +401,15 @@ def main(argv=None) -> dict:
         out.write_text(json.dumps(result, indent=2) + "\n")
 
     if args.data:
-        print(f"{'data: K':>10} {'alone ms':>9} {'packed ms':>9} {'alone ops':>9} {'packed ops':>10}")
+        print(f"{'data: K':>10} {'alone ms':>9} {'packed ms':>9} {'alone ops':>9} {'packed ops':>10}"
+              "   (per step; in brackets batch by batch)")
         for k in packs:
             row = measure_data(k, device, args.steps, args.warmup)
             result["data_rows"].append(row)
             save()
             print(f"{k:10d} {row['alone_ms']:9.2f} {row['packed_ms']:9.2f} {row['alone_ops']:9.0f} "
-                  f"{row['packed_ops']:10.0f}", flush=True)
+                  f"{row['packed_ops']:10.0f}   ({row['alone_per_batch_ms']:.2f} {row['packed_per_batch_ms']:.2f} "
+                  f"{row['alone_per_batch_ops']:.0f} {row['packed_per_batch_ops']:.0f})", flush=True)
     print(f"{'model':10} {'K':>3} {'alone ms':>9} {'packed ms':>9} {'ms/run packed':>13} {'speedup':>7} "
           f"{'alone ops':>9} {'packed ops':>10} {'ckpt ms':>8}")
     for model_name in models:

@@ -116,8 +116,11 @@ def test_packing_step_benchmark_times_alone_and_packed_steps(tmp_path, capsys):
         assert row["streams_ms"] > 0 and row["streams_max_rel_diff"] == 0.0
         assert row["checkpoint_ms"] > 0 and row["eval_alone_ms"] > 0 and row["eval_packed_ms"] > 0
     data = result["data_rows"]  # K loaders against pack_batches: the K batches' operators, per step
-    assert [r["packs"] for r in data] == [1, 2] and data[1]["alone_ops"] == pytest.approx(2 * data[0]["alone_ops"])
-    assert data[1]["packed_ops"] < data[1]["alone_ops"]
+    assert [r["packs"] for r in data] == [1, 2]
+    for suffix in ("", "_per_batch"):
+        assert data[1][f"alone{suffix}_ops"] == pytest.approx(2 * data[0][f"alone{suffix}_ops"])
+        assert data[1][f"packed{suffix}_ops"] < data[1][f"alone{suffix}_ops"]
+    assert all(r["packed_ops"] <= r["packed_per_batch_ops"] and r["chunk_bytes"] > 0 for r in data)  # in chunks
     one, two = result["rows"]
     assert two["alone_ops"] == 2 * one["alone_ops"]  # two runs alone: twice the operators of one
     assert one["packed_ops"] <= two["packed_ops"] < two["alone_ops"]  # packed: about one run's, whatever K

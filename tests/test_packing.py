@@ -13,14 +13,14 @@ import shutil
 import pytest
 import torch
 
-from amixup.augment import TensorLoader
+from amixup.augment import GPU_CHUNK_BYTES, TensorLoader
 from amixup.config import RunConfig
 from amixup.engine import train, train_packed
 from amixup.mixing import MixPolicy, mixup, resolve_spec
 from amixup.models import build_model
-from amixup.packing import (PackedStep, check_packable, cross_entropy_per_run, mix_packed, pack_batches, pack_groups,
-                            pack_inputs, pack_models, pack_optimizer_state, pack_state, unpack_optimizer_state,
-                            unpack_state)
+from amixup.packing import (PackedStep, check_packable, checkpoint_states, cross_entropy_per_run, mix_packed,
+                            pack_batches, pack_groups, pack_inputs, pack_models, pack_optimizer_state, pack_state,
+                            unpack_optimizer_state, unpack_state)
 from amixup.recipes import ABLATION_ROWS, make_config
 
 from test_engine import comparable
@@ -85,6 +85,27 @@ def test_pack_and_unpack_are_inverse():
     assert pack_state([{"w": torch.ones(2)}, {"w": torch.zeros(2)}])["w"].tolist() == [1, 1, 0, 0]
 
 
+def test_checkpoint_states_are_each_runs_own_state_on_the_host_in_its_own_memory():
+    """What a packed run's checkpoint holds: its own model (the runs' layout kept) and momentum, on the host, each
+    tensor owning exactly its memory (torch.save writes a view's whole storage: K times the run's size)."""
+    models = [m.to(memory_format=torch.channels_last) for m in _models("resnet32", 3)]
+    packed = pack_models(models)
+    opt = torch.optim.SGD(packed.parameters(), lr=0.1, momentum=0.9)
+    for p in packed.parameters():
+        opt.state[p]["momentum_buffer"] = torch.randn_like(p)
+    model_states, optimizer_states = checkpoint_states(packed, opt, 3)
+    expected = unpack_optimizer_state(opt.state_dict(), 3)
+    for m, state, opt_state, want in zip(models, model_states, optimizer_states, expected):
+        assert state.keys() == m.state_dict().keys()
+        for k, v in m.state_dict().items():
+            assert torch.equal(state[k], v) and state[k].stride() == v.stride() and state[k].device.type == "cpu"
+        assert opt_state["param_groups"] == want["param_groups"]
+        for i, values in want["state"].items():
+            assert torch.equal(opt_state["state"][i]["momentum_buffer"], values["momentum_buffer"])
+        tensors = list(state.values()) + [v["momentum_buffer"] for v in opt_state["state"].values()]
+        assert all(t.untyped_storage().nbytes() == t.numel() * t.element_size() for t in tensors)
+
+
 def _loaders(packs, **kw):
     images = torch.randint(0, 256, (21, 3, 12, 12), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     labels = torch.arange(21) % 5
@@ -93,12 +114,16 @@ def _loaders(packs, **kw):
             for k in range(packs)]
 
 
+@pytest.mark.parametrize("chunk", ["per_batch", "two_batches", "gpu"])
 @pytest.mark.parametrize("augmentation", [dict(crop_padding=4, flip=True), dict(crop_padding=2),
                                           dict(augmentation="resized_crop_flip", crop_size=8, flip=True), {}])
-def test_packed_batches_are_the_loaders_own_batches_augmented_together(augmentation):
-    """pack_batches gives each run exactly the batch (order, crop, flip, normalisation) its own loader gives,
-    the last smaller batch included, and leaves every generator where the run alone leaves it."""
-    alone, packed = _loaders(3, **augmentation), _loaders(3, **augmentation)
+def test_packed_batches_are_the_loaders_own_batches_augmented_together(augmentation, chunk):
+    """pack_batches gives each run exactly the batch (order, crop, flip, normalisation) its own loader gives
+    batch by batch, the last smaller batch included, whether it augments the pack's batches one at a time or
+    several together, and leaves every generator where the run alone leaves it."""
+    alone = _loaders(3, chunk_bytes=0, **augmentation)
+    chunk_bytes = {"per_batch": 0, "two_batches": 2 * 3 * 8 * alone[0].image_bytes(), "gpu": GPU_CHUNK_BYTES}[chunk]
+    packed = _loaders(3, chunk_bytes=chunk_bytes, **augmentation)
     for _ in range(2):  # two epochs: the generators go on from where the first left them
         expected = list(zip(*alone))
         got = list(pack_batches(packed))
