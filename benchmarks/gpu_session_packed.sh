@@ -27,7 +27,7 @@ PART=${PART:-1}
 if [ -n "${TINY:-}" ]; then
   DEVICE=cpu; CHECK_IMAGES=300; CHECK_EPOCHS=1; PHASE_T=120
   BENCH_ARGS="--device cpu --tiny --no-eager --concurrent none --packed 2,2x2"
-  STEP_ARGS="--device cpu --models cnn_vis2d --packs 1,2 --steps 1 --warmup 1 --eval-images 64"
+  STEP_ARGS="--device cpu --models cnn_vis2d --packs 1,2 --steps 1 --warmup 1 --eval-images 64 --data-batches 3"
   VARIANT_ARGS="--device cpu --models cnn_vis2d --packs 2 --steps 1 --warmup 1 --no-data"
   COMPILED_ARGS="--device cpu --tiny --no-eager --concurrent none --packed 2 --only static"  # no compile: minutes on a CPU
   LOADER_ARGS="--device cpu --epochs 1 --warmup 0 --train-subset 300 --test-subset 200"

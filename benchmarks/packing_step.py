@@ -11,8 +11,9 @@ with ``--eval-images N``, to evaluate N test images, alone and packed.
 Options measure the candidates beside it: ``--streams`` the K runs alone as one CUDA graph of K parallel streams
 (:class:`StreamSteps`, checked to end in the same weights as the runs alone), ``--packed-layout contiguous`` the
 packed network in NCHW, ``--cudnn-benchmark`` cuDNN's own algorithm search; and, unless ``--no-data``, the data
-path of a step: K loaders one after the other against :func:`amixup.packing.pack_batches`. Processes sharing a
-GPU under MPS are measured by ``benchmarks/gpu_throughput.py``, not here.
+path of a step over an epoch's pass (``--data-batches``): K loaders one after the other against
+:func:`amixup.packing.pack_batches`, each with the loaders' chunks (``--chunk-bytes``) and batch by batch.
+Processes sharing a GPU under MPS are measured by ``benchmarks/gpu_throughput.py``, not here.
 
     python benchmarks/packing_step.py --device cuda --packs 1,4,8,16,32 --steps 50 --streams
     python benchmarks/packing_step.py --device cpu --models cnn_vis2d --packs 1,2 --steps 2 --warmup 1  # smoke
@@ -298,17 +299,17 @@ def time_evaluation(alone, together, images: int, sync) -> dict:
     return out
 
 
-def measure_data(packs: int, device, steps: int, warmup: int) -> dict:
+def measure_data(packs: int, device, batches: int, chunk_bytes: int | None = None) -> dict:
     """The training batches of K runs (the CIFAR recipe's crop and flip), from K loaders one after the other
     against :func:`amixup.packing.pack_batches`: milliseconds and ATen operators per step (K batches), over one
-    pass of ``steps + warmup`` batches, with the loaders' default ``chunk_bytes`` for the device (on a GPU the pass
-    in one chunk) and batch by batch (``..._per_batch``, ``chunk_bytes=0``)."""
+    pass of ``batches`` batches of 128, with ``chunk_bytes`` (None: the loaders' default for the device; on a GPU
+    a CIFAR-10-LT epoch is one chunk) and batch by batch (``..._per_batch``, ``chunk_bytes=0``)."""
     import torch
 
     from amixup.augment import default_chunk_bytes
     from amixup.packing import pack_batches
 
-    n = BATCH * (steps + warmup)
+    n = BATCH * batches
     images = torch.randint(0, 256, (n, *SHAPE), dtype=torch.uint8, device=device)
     labels = torch.randint(0, CLASSES, (n,), device=device)
 
@@ -323,7 +324,8 @@ def measure_data(packs: int, device, steps: int, warmup: int) -> dict:
         return list(pack_batches(runs))
 
     sync = _sync(device)
-    row = {"packs": packs, "pass_batches": steps + warmup, "chunk_bytes": default_chunk_bytes(device)}
+    row = {"packs": packs, "pass_batches": batches,
+           "chunk_bytes": default_chunk_bytes(device) if chunk_bytes is None else chunk_bytes}
     for chunk_bytes, suffix in ((row["chunk_bytes"], ""), (0, "_per_batch")):
         for name, one_pass in (("alone", alone_pass), ("packed", packed_pass)):
             one_pass(loaders(chunk_bytes))  # warm-up
@@ -331,8 +333,8 @@ def measure_data(packs: int, device, steps: int, warmup: int) -> dict:
             start = time.perf_counter()
             one_pass(loaders(chunk_bytes))
             sync()
-            row[f"{name}{suffix}_ms"] = (time.perf_counter() - start) / (steps + warmup) * 1000
-            row[f"{name}{suffix}_ops"] = count_ops(lambda: one_pass(loaders(chunk_bytes))) / (steps + warmup)
+            row[f"{name}{suffix}_ms"] = (time.perf_counter() - start) / batches * 1000
+            row[f"{name}{suffix}_ops"] = count_ops(lambda: one_pass(loaders(chunk_bytes))) / batches
     return row
 
 
@@ -359,6 +361,11 @@ def main(argv=None) -> dict:
                              "none; the recipe's test set is 10000)")
     parser.add_argument("--no-data", dest="data", action="store_false",
                         help="skip the data rows (K loaders against pack_batches)")
+    parser.add_argument("--data-batches", type=number_argument(int, 1), default=97, metavar="N",
+                        help="batches of 128 in the data rows' pass (default: 97, an epoch of the Table 3 recipe)")
+    parser.add_argument("--chunk-bytes", type=number_argument(int, 0), default=None, metavar="BYTES",
+                        help="the data rows' loaders' chunk_bytes (default: the device's, amixup.augment."
+                             "default_chunk_bytes; 268435456 is the GPU's)")
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON path (default: results/benchmarks/packing_step_<device-slug>.json)")
     args = parser.parse_args(argv)
@@ -393,8 +400,7 @@ def main(argv=None) -> dict:
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "batch": BATCH, "method": "am_mixup", "precision": args.precision, "compile": args.compile,
               "packed_layout": args.packed_layout, "cudnn_benchmark": args.cudnn_benchmark, "streams": args.streams,
-              "steps": args.steps,
-              "warmup": args.warmup, "data_rows": [], "rows": []}
+              "steps": args.steps, "warmup": args.warmup, "data_batches": args.data_batches, "data_rows": [], "rows": []}
     out.parent.mkdir(parents=True, exist_ok=True)
 
     def save():  # after every row: a phase killed by its time limit keeps what it measured
@@ -404,7 +410,7 @@ def main(argv=None) -> dict:
         print(f"{'data: K':>10} {'alone ms':>9} {'packed ms':>9} {'alone ops':>9} {'packed ops':>10}"
               "   (per step; in brackets batch by batch)")
         for k in packs:
-            row = measure_data(k, device, args.steps, args.warmup)
+            row = measure_data(k, device, args.data_batches, args.chunk_bytes)
             result["data_rows"].append(row)
             save()
             print(f"{k:10d} {row['alone_ms']:9.2f} {row['packed_ms']:9.2f} {row['alone_ops']:9.0f} "

@@ -105,7 +105,7 @@ def test_packing_step_benchmark_times_alone_and_packed_steps(tmp_path, capsys):
     bench = load_benchmark("packing_step")
     out = tmp_path / "packing.json"
     result = bench.main(["--device", "cpu", "--models", "cnn_vis2d", "--packs", "1,2", "--steps", "2",
-                         "--warmup", "1", "--streams", "--eval-images", "40", "--out", str(out)])
+                         "--warmup", "1", "--streams", "--eval-images", "40", "--data-batches", "3", "--out", str(out)])
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     assert [(r["model"], r["packs"], r["step"]) for r in result["rows"]] == [("cnn_vis2d", 1, "static_eager"),
                                                                             ("cnn_vis2d", 2, "static_eager")]
@@ -116,7 +116,7 @@ def test_packing_step_benchmark_times_alone_and_packed_steps(tmp_path, capsys):
         assert row["streams_ms"] > 0 and row["streams_max_rel_diff"] == 0.0
         assert row["checkpoint_ms"] > 0 and row["eval_alone_ms"] > 0 and row["eval_packed_ms"] > 0
     data = result["data_rows"]  # K loaders against pack_batches: the K batches' operators, per step
-    assert [r["packs"] for r in data] == [1, 2]
+    assert [(r["packs"], r["pass_batches"]) for r in data] == [(1, 3), (2, 3)]
     for suffix in ("", "_per_batch"):
         assert data[1][f"alone{suffix}_ops"] == pytest.approx(2 * data[0][f"alone{suffix}_ops"])
         assert data[1][f"packed{suffix}_ops"] < data[1][f"alone{suffix}_ops"]
