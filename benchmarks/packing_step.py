@@ -406,16 +406,7 @@ def main(argv=None) -> dict:
     def save():  # after every row: a phase killed by its time limit keeps what it measured
         out.write_text(json.dumps(result, indent=2) + "\n")
 
-    if args.data:
-        print(f"{'data: K':>10} {'alone ms':>9} {'packed ms':>9} {'alone ops':>9} {'packed ops':>10}"
-              "   (per step; in brackets batch by batch)")
-        for k in packs:
-            row = measure_data(k, device, args.data_batches, args.chunk_bytes)
-            result["data_rows"].append(row)
-            save()
-            print(f"{k:10d} {row['alone_ms']:9.2f} {row['packed_ms']:9.2f} {row['alone_ops']:9.0f} "
-                  f"{row['packed_ops']:10.0f}   ({row['alone_per_batch_ms']:.2f} {row['packed_per_batch_ms']:.2f} "
-                  f"{row['alone_per_batch_ops']:.0f} {row['packed_per_batch_ops']:.0f})", flush=True)
+    # the steps first: they are what a time limit must not cut
     print(f"{'model':10} {'K':>3} {'alone ms':>9} {'packed ms':>9} {'ms/run packed':>13} {'speedup':>7} "
           f"{'alone ops':>9} {'packed ops':>10} {'ckpt ms':>8}")
     for model_name in models:
@@ -433,6 +424,16 @@ def main(argv=None) -> dict:
                   + (f"  streams {row['streams_ms']:.2f} ms ({row['streams_speedup']:.2f}x, weights "
                      f"{row['streams_max_rel_diff']:.1e})" if "streams_ms" in row else "")
                   + (f"  streams failed: {row['streams_error']}" if "streams_error" in row else ""), flush=True)
+    if args.data:
+        print(f"{'data: K':>10} {'alone ms':>9} {'packed ms':>9} {'alone ops':>9} {'packed ops':>10}"
+              "   (per step; in brackets batch by batch)")
+        for k in packs:
+            row = measure_data(k, device, args.data_batches, args.chunk_bytes)
+            result["data_rows"].append(row)
+            save()
+            print(f"{k:10d} {row['alone_ms']:9.2f} {row['packed_ms']:9.2f} {row['alone_ops']:9.0f} "
+                  f"{row['packed_ops']:10.0f}   ({row['alone_per_batch_ms']:.2f} {row['packed_per_batch_ms']:.2f} "
+                  f"{row['alone_per_batch_ops']:.0f} {row['packed_per_batch_ops']:.0f})", flush=True)
     save()
     print(f"wrote {out}")
     return result
