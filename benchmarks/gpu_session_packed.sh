@@ -7,8 +7,8 @@
 #      and the data path (K loaders against pack_batches); then for ResNet32 the K runs as one CUDA graph of K
 #      parallel streams (--streams), the packed network in NCHW, and with cudnn.benchmark (grouped convolutions
 #      may prefer either);
-#   3. benchmarks/gpu_throughput.py: solo static (baseline on the same card), packed 16 and 32 in one process,
-#      8 processes under MPS (the sweep's default), 16 x 2 processes.
+#   3. benchmarks/gpu_throughput.py: the baselines on the same card (solo static, 8 processes under MPS: the
+#      sweep's default), then packed 16 and 32 in one process and 16 x 2 processes.
 # PART=2: the compiled twins (compile_step=True) beside a solo static baseline, bf16, and
 #   benchmarks/loader_vs_engine.py (CNN-Vis2D: the engine against a DataLoader loop).
 # Every phase has its own time limit inside a global deadline; what finished is packed into $OUT.

@@ -212,21 +212,22 @@ def plan_phases(args, device: str, epochs: int, eager_epochs: int, concurrent_ep
     phases = []
     if not args.no_eager:
         phases.append(dict(common, name="eager", kind="solo", epochs=eager_epochs, overrides={"step_mode": "eager"}))
-    # the uncompiled phases first (the baseline, then the candidates), their compiled twins after them: a deadline
-    # that cuts the list short cuts the twins (each compiles for a minute or more) before the comparison itself
+    # the uncompiled phases first: the baselines (one run, the sweep's processes under MPS), then the packed
+    # candidates; their compiled twins after them: a deadline that cuts the list short cuts the twins (each compiles
+    # for a minute or more), then the candidates, before the baselines they are compared with
     compiled = [False, True] if args.compile else [False]
     for fuse in compiled:
         flags = {**static, "compile_step": True} if fuse else static
         suffix = "_compiled" * fuse
         phases.append(dict(common, name="static" + suffix, kind="solo", epochs=epochs, overrides=flags))
-        for pack, procs in args.packed:  # P processes of K packed runs: a concurrent phase of K * P runs
-            phases.append(dict(common, name=f"packed_{pack}" + (f"x{procs}" if procs > 1 else "") + suffix,
-                               kind="concurrent", k=pack * procs, pack=pack, workers=procs, epochs=concurrent_epochs,
-                               overrides=flags, mps=args.mps))
         if not fuse:
             for k in ks:
                 phases.append(dict(common, name=f"concurrent_{k}", kind="concurrent", k=k, epochs=concurrent_epochs,
                                    overrides=static, mps=args.mps))
+        for pack, procs in args.packed:  # P processes of K packed runs: a concurrent phase of K * P runs
+            phases.append(dict(common, name=f"packed_{pack}" + (f"x{procs}" if procs > 1 else "") + suffix,
+                               kind="concurrent", k=pack * procs, pack=pack, workers=procs, epochs=concurrent_epochs,
+                               overrides=flags, mps=args.mps))
     if args.bf16:
         phases.append(dict(common, name="static_bf16", kind="solo", epochs=epochs,
                            overrides={**static, "precision": "bf16"}))
