@@ -136,9 +136,11 @@ def _gpu_of(device: str) -> str | None:
     return device if device.startswith("cuda:") else None
 
 
-def _resolve_workers(workers, configs, devices, per_gpu: int):
+def _resolve_workers(workers, configs, devices, per_gpu: int, pack: int = 1):
     """``(workers, devices)`` with ``workers="auto"`` resolved: ``per_gpu`` per GPU the runs use (the
-    GPUs of ``devices``; without ``devices``, every visible GPU for runs on "auto"/"cuda"), else 1."""
+    GPUs of ``devices``; without ``devices``, every visible GPU for runs on "auto"/"cuda"), else 1. A worker
+    trains a pack of up to ``pack`` runs, so with packs it is ``per_gpu // pack`` per GPU, at least one: about
+    as many runs on a GPU at once as ``per_gpu`` single runs, not ``pack`` times their memory."""
     if workers != "auto":
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers must be an integer >= 1 or 'auto', got {workers!r}")
@@ -149,7 +151,7 @@ def _resolve_workers(workers, configs, devices, per_gpu: int):
         devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     used = devices if devices else [c.device for c in configs]
     gpus = {g for g in map(_gpu_of, used) if g}
-    return (per_gpu * len(gpus) if gpus else 1), devices
+    return (max(1, per_gpu // pack) * len(gpus) if gpus else 1), devices
 
 
 def _wants_mps(mode: str, worker_devices: list[str]) -> bool:
@@ -277,7 +279,8 @@ def run_sweep(configs, results_dir, *, workers="auto", devices=None, progress: b
     a time, the i-th on ``devices[i % len(devices)]`` (e.g. ``["cuda:0", "cuda:1"]``; default: the
     config's own device). ``workers="auto"``: ``per_gpu`` processes per GPU where the runs go to CUDA
     devices (without ``devices``, runs on "auto" or "cuda" are spread over every visible GPU), 1 on a
-    CPU. ``mps``: run the worker processes under CUDA MPS, "auto" where several runs share a GPU,
+    CPU (with ``pack``, ``per_gpu // pack`` packs per GPU, at least one). ``mps``: run the worker processes
+    under CUDA MPS, "auto" where several runs share a GPU,
     "on" always (an error if it cannot start), "off" never (see the module's docstring). ``pack``:
     runs that differ only in seed, beta, alpha or fixed_lambda train up to ``pack`` at a time as one
     packed network (:func:`amixup.engine.train_packed`), one pack per worker. Progress shows runs
@@ -288,8 +291,8 @@ def run_sweep(configs, results_dir, *, workers="auto", devices=None, progress: b
     configs = list(configs)
     if mps not in MPS_MODES:
         raise ValueError(f"mps must be one of {list(MPS_MODES)}, got {mps!r}")
-    workers, devices = _resolve_workers(workers, configs, devices, per_gpu)
     pack_groups([], pack)  # a bad pack is an error before any run
+    workers, devices = _resolve_workers(workers, configs, devices, per_gpu, pack)
     if mps == "on" and workers == 1:
         raise ValueError("mps='on' puts worker processes under CUDA MPS, but with workers=1 the runs train "
                          "in this process: use workers > 1 (or mps='auto')")
@@ -389,7 +392,8 @@ def main(argv=None) -> int:
                         help="runs at a time, each in its own process (1: in this process); auto (default): "
                              "--workers-per-gpu per GPU with CUDA MPS where the runs go to GPUs, 1 on a CPU")
     parser.add_argument("--workers-per-gpu", type=_positive_int, default=WORKERS_PER_GPU, metavar="N",
-                        help=f"worker processes per GPU for --workers auto (default: {WORKERS_PER_GPU})")
+                        help=f"worker processes per GPU for --workers auto (default: {WORKERS_PER_GPU}; with "
+                             "--pack K, N // K packs, at least one)")
     parser.add_argument("--devices", default=None, help="comma-separated devices the workers take in turn")
     parser.add_argument("--mps", choices=MPS_MODES, default="auto",
                         help="CUDA MPS for the worker processes: auto (default: when several runs share a GPU), "
@@ -434,7 +438,8 @@ def main(argv=None) -> int:
               + ", ".join(str(job.job_id) for job in jobs))
         return 0
     devices = args.devices.split(",") if args.devices else None
-    if args.mps == "on" and _resolve_workers(args.workers, configs, devices, args.workers_per_gpu)[0] == 1:
+    workers = _resolve_workers(args.workers, configs, devices, args.workers_per_gpu, args.pack)[0]
+    if args.mps == "on" and workers == 1:
         parser.error("--mps on puts worker processes under CUDA MPS, but with one worker the runs train in "
                      "this process: use --workers N (N > 1)")
     records = run_sweep(configs, args.results_dir, workers=args.workers, devices=devices, mps=args.mps,

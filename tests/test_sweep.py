@@ -190,6 +190,11 @@ def test_workers_auto_is_per_gpu_times_the_gpus_and_one_on_a_cpu(monkeypatch):
     monkeypatch.setattr(sweep.torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(sweep.torch.cuda, "device_count", lambda: 2)
     assert sweep._resolve_workers("auto", _smoke_pair("auto"), None, 4) == (8, ["cuda:0", "cuda:1"])
+    # a worker trains a pack: per_gpu // pack packs per GPU, at least one (not pack times the runs at once)
+    assert sweep._resolve_workers("auto", _smoke_pair("auto"), None, 8, pack=2) == (8, ["cuda:0", "cuda:1"])
+    assert sweep._resolve_workers("auto", _smoke_pair("cuda:1"), None, 8, pack=16) == (1, None)
+    assert sweep._resolve_workers("auto", cpu, None, 8, pack=4) == (1, None)
+    assert sweep._resolve_workers(3, cpu, ["cuda:0"], 8, pack=16) == (3, ["cuda:0"])  # as given
     for bad in (0, "many", 1.5):
         with pytest.raises(ValueError, match="workers must be"):
             sweep._resolve_workers(bad, cpu, None, 8)
