@@ -531,7 +531,7 @@ def _markdown(cell_rows, short, rest, claim_rows, copy_rows, located, notes, gap
                 _md_table(copy_rows[["profile", "dataset", "imb_factor", "method", "copy", "runs", "seeds",
                                      "acc_all_mean", "acc_all_std", "acc_few_mean", "acc_few_std", "data_source"]]),
                 "", "The measured cost of one more compression step (re-encoded minus original, paired over matching "
-                f"seeds, `scipy.stats.ttest_rel`, two-sided) beside the method's gap to the paper:", ""]
+                "seeds, `scipy.stats.ttest_rel`, two-sided) beside the method's gap to the paper:", ""]
         again = copy_rows[copy_rows["copy"] != "original"]
         out.append("no re-encoded copy has runs yet" if again.empty else _md_table(
             again[["profile", "method", "copy", "paired_seeds", "diff_acc_all", "p_acc_all", "diff_acc_few",
