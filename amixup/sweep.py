@@ -279,12 +279,12 @@ def run_sweep(configs, results_dir, *, workers="auto", devices=None, progress: b
     a time, the i-th on ``devices[i % len(devices)]`` (e.g. ``["cuda:0", "cuda:1"]``; default: the
     config's own device). ``workers="auto"``: ``per_gpu`` processes per GPU where the runs go to CUDA
     devices (without ``devices``, runs on "auto" or "cuda" are spread over every visible GPU), 1 on a
-    CPU (with ``pack``, ``per_gpu // pack`` packs per GPU, at least one). ``mps``: run the worker processes
-    under CUDA MPS, "auto" where several runs share a GPU,
-    "on" always (an error if it cannot start), "off" never (see the module's docstring). ``pack``:
-    runs that differ only in seed, beta, alpha or fixed_lambda train up to ``pack`` at a time as one
-    packed network (:func:`amixup.engine.train_packed`), one pack per worker. Progress shows runs
-    done / total and the time left.
+    CPU (with ``pack``, ``per_gpu // pack`` packs per GPU, at least one). ``mps``: run the worker
+    processes under CUDA MPS, "auto" where several runs share a GPU, "on" always (an error if it cannot
+    start), "off" never (see the module's docstring). ``pack``: runs that differ only in seed, beta,
+    alpha or fixed_lambda train up to ``pack`` at a time as one packed network
+    (:func:`amixup.engine.train_packed`), one pack per worker. Progress shows runs done / total and the
+    time left.
     """
     from tqdm import tqdm
 

@@ -182,6 +182,16 @@ def _loader(images, labels, device, **kw):
     return TensorLoader(images, labels, kw.pop("batch_size", BATCH), device=device, mean=mean, std=std, **kw)
 
 
+def _call_ms(fn, sync) -> float:
+    """Milliseconds of one call of ``fn()`` after one untimed call (cuDNN's first call per shape, allocations)."""
+    fn()
+    sync()
+    start = time.perf_counter()
+    fn()
+    sync()
+    return (time.perf_counter() - start) * 1000
+
+
 def _time(run_steps, steps: int, warmup: int, sync) -> float:
     """Milliseconds per step of ``run_steps(n)`` after ``warmup`` steps (captures happen there)."""
     run_steps(warmup)
@@ -288,12 +298,7 @@ def time_evaluation(alone, together, images: int, sync) -> dict:
     out = {"eval_images": images}
     for name, run in (("alone", lambda: [evaluate(step.model, loader) for step in alone]),
                       ("packed", lambda: evaluate_packed(together.model, loader, len(alone)))):
-        run()  # warm-up (cuDNN's first call per shape)
-        sync()
-        start = time.perf_counter()
-        run()
-        sync()
-        out[f"eval_{name}_ms"] = (time.perf_counter() - start) * 1000
+        out[f"eval_{name}_ms"] = _call_ms(run, sync)
     for model in [step.model for step in alone] + [together.model]:
         model.train()  # evaluate() leaves eval mode; the steps train
     return out
@@ -328,12 +333,7 @@ def measure_data(packs: int, device, batches: int, chunk_bytes: int | None = Non
            "chunk_bytes": default_chunk_bytes(device) if chunk_bytes is None else chunk_bytes}
     for chunk_bytes, suffix in ((row["chunk_bytes"], ""), (0, "_per_batch")):
         for name, one_pass in (("alone", alone_pass), ("packed", packed_pass)):
-            one_pass(loaders(chunk_bytes))  # warm-up
-            sync()
-            start = time.perf_counter()
-            one_pass(loaders(chunk_bytes))
-            sync()
-            row[f"{name}{suffix}_ms"] = (time.perf_counter() - start) / batches * 1000
+            row[f"{name}{suffix}_ms"] = _call_ms(lambda: one_pass(loaders(chunk_bytes)), sync) / batches
             row[f"{name}{suffix}_ops"] = count_ops(lambda: one_pass(loaders(chunk_bytes))) / batches
     return row
 
