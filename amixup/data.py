@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import math
 import os
 import pickle
 import shutil
@@ -180,7 +181,7 @@ def _decode_file(path: Path, mode) -> torch.Tensor:
 
 def _read_imagefolder_split(root: Path, classes: list[str], mode) -> dict:
     """Decode root/<class>/* (files sorted by name) into one split."""
-    found = sorted(p.name for p in root.iterdir() if p.is_dir())
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))  # as _folder_classes
     if found != classes:
         raise DataCorruptError(f"class folders in {root} are {found}, expected {classes}")
     images, labels = [], []
@@ -553,15 +554,35 @@ def longtail_counts(n_max: int, num_classes: int, imb_factor: float) -> list[int
     return [int(n_max * imb_factor ** (-i / (num_classes - 1))) for i in range(num_classes)]
 
 
+def longtail_head(counts, imb_factor: float) -> int:
+    """The largest head count n_max for which every class c has the ``longtail_counts(n_max, C, imb_factor)[c]``
+    images its place in the profile asks: the class size for a balanced dataset (CIFAR: 5000); for an unbalanced
+    one (e.g. SVHN) at most class 0's count, lower where a later class is too small for its place."""
+    counts = [int(n) for n in counts]
+    if not counts:
+        raise ValueError("a long tail needs at least one class")
+    num_classes = len(counts)
+
+    def fits(n):
+        return all(w <= h for w, h in zip(longtail_counts(n, num_classes, imb_factor), counts))
+
+    ratios = [imb_factor ** (-i / max(num_classes - 1, 1)) for i in range(num_classes)]
+    n = min(counts[0], *(math.ceil((h + 1) / r) for h, r in zip(counts, ratios)))  # int(n * r) <= h iff n * r < h + 1
+    while n >= 1 and not fits(n):  # float rounding at the bound
+        n -= 1
+    if n < 1:
+        raise ValueError(f"no long tail with imb_factor={imb_factor} fits class counts {counts}")
+    return n
+
+
 def longtail_subset(data: ImageData, imb_factor: float, seed: int = 0) -> ImageData:
-    """Keep longtail_counts(max count, C, imb_factor)[c] seeded-random images of class c, in original order."""
+    """Keep longtail_counts(n_max, C, imb_factor)[c] seeded-random images of class c, in original order, where
+    n_max is :func:`longtail_head` of the class counts (the class size of a balanced dataset)."""
     have = data.counts()
-    want = longtail_counts(max(have), data.num_classes, imb_factor)
+    want = longtail_counts(longtail_head(have, imb_factor), data.num_classes, imb_factor)
     gen = torch.Generator().manual_seed(seed)
     keep = []
     for c, (n_have, n_want) in enumerate(zip(have, want)):
-        if n_want > n_have:
-            raise ValueError(f"class {c} has {n_have} images, fewer than the {n_want} the long tail needs")
         idx = torch.nonzero(data.labels == c).flatten()
         keep.append(idx[torch.randperm(n_have, generator=gen)[:n_want]])
     return data.subset(torch.sort(torch.cat(keep)).values)
@@ -860,7 +881,8 @@ def _read_any_imagefolder(root: Path) -> dict:
         raise DataCorruptError(f"{root} has no train/ and test/ folders in ImageFolder layout "
                                "(train/<class>/*, test/<class>/*)")
     classes = _folder_classes(split_root)
-    first = next((f for f in sorted((split_root / "train" / classes[0]).iterdir()) if f.is_file()), None)
+    first = next((f for f in sorted((split_root / "train" / classes[0]).iterdir())
+                  if f.is_file() and not f.name.startswith(".")), None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         gray = first is not None and _decode_file(first, ImageReadMode.UNCHANGED).shape[0] == 1

@@ -153,9 +153,35 @@ def test_longtail_subset_counts_and_determinism():
     assert lt.classes == data.classes and lt.source == data.source
 
 
-def test_longtail_subset_needs_enough_images():
-    with pytest.raises(ValueError, match="fewer"):
-        D.longtail_subset(synthetic([10, 1, 1]), 2)
+def test_longtail_head_balanced_is_the_class_size():
+    assert D.longtail_head([5000] * 10, 100) == 5000
+    assert D.longtail_head([500] * 100, 10) == 500
+    assert D.longtail_head([7], 3) == 7
+
+
+def test_longtail_head_unbalanced_base():
+    # SVHN's training counts: class 1 is the largest, but class 0 heads the profile and has 4,948 images
+    svhn = [4948, 13861, 10585, 8497, 7458, 6882, 5727, 5595, 5045, 4659]
+    assert D.longtail_head(svhn, 100) == 4948
+    # by hand: imb 2 over 3 classes asks n, int(n / sqrt 2), int(n / 2); one image in class 1 allows n = 2 at most
+    assert D.longtail_head([10, 1, 1], 2) == 2
+    lt = D.longtail_subset(synthetic([10, 1, 1]), 2)
+    assert lt.counts() == [2, 1, 1]
+    lt = D.longtail_subset(synthetic([5, 40, 30, 20]), 4)  # a base whose head class is its smallest
+    assert lt.counts() == D.longtail_counts(5, 4, 4) == [5, 3, 1, 1]
+    with pytest.raises(ValueError, match="imb_factor=2 fits class counts"):
+        D.longtail_head([0, 5], 2)
+
+
+def test_longtail_head_is_the_largest_that_fits():
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        classes = int(torch.randint(2, 12, (), generator=gen))
+        counts = torch.randint(1, 300, (classes,), generator=gen).tolist()
+        imb = [1, 2, 3.7, 10, 100][int(torch.randint(0, 5, (), generator=gen))]
+        n = D.longtail_head(counts, imb)
+        assert all(w <= h for w, h in zip(D.longtail_counts(n, classes, imb), counts))
+        assert not all(w <= h for w, h in zip(D.longtail_counts(n + 1, classes, imb), counts))
 
 
 def test_imagedata_subset_relabel_counts():

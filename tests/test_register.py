@@ -209,3 +209,19 @@ def test_models_take_channels_and_size_from_the_data(model, shape):
     assert net(x).shape == (2, 5)
     logits, _ = net.forward_mixed(x, 1, lambda h: h.flip(0))
     assert logits.shape == (2, 5)
+
+
+def test_hidden_files_and_folders_are_not_images_or_classes(tmp_path):
+    write_tree(tmp_path / "pets")
+    (tmp_path / "pets" / "train" / "cat" / ".DS_Store").write_bytes(b"not an image")  # sorts before 0.png
+    (tmp_path / "pets" / "test" / ".ipynb_checkpoints").mkdir()
+    name = f"imagefolder:{tmp_path / 'pets'}"
+    assert D.build_dataset(name, "train").counts() == [8, 4, 2]
+    assert D.build_dataset(name, "test").counts() == [2, 2, 2]
+
+
+def test_long_tailed_variant_of_an_unbalanced_base(tmp_path):
+    """The README's SVHN example: the head is class 0's count, not the largest class's."""
+    write_tree(tmp_path / "uneven", classes=("a", "b", "c"), per_class=(6, 12, 9))
+    D.register_dataset("uneven_lt", D.imagefolder_loader(tmp_path / "uneven"), longtail=True, default_imb=4)
+    assert D.build_dataset("uneven_lt", "train").counts() == D.longtail_counts(6, 3, 4) == [6, 3, 1]
