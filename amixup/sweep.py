@@ -12,7 +12,7 @@ contexts; under NVIDIA's Multi-Process Service (MPS) the kernels of all processe
 side through one server. ``run_sweep(..., mps=...)`` (command line ``--mps``) decides:
 
 * ``"auto"`` (default): MPS when the workers are processes on CUDA devices and more than one run
-  of the sweep goes to the same GPU;
+  of the sweep may be on the same GPU at once;
 * ``"on"``: MPS for the worker processes whatever their devices (an error if it cannot start);
 * ``"off"``: never.
 
@@ -53,6 +53,7 @@ import contextlib
 import itertools
 import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
@@ -80,7 +81,25 @@ def expand_grid(recipe: str, profile: str, grid: dict[str, list], seeds=(0,), **
     for values in itertools.product(*(grid[k] for k in keys)):
         for seed in seeds:
             configs.append(make_config(recipe, profile, seed=seed, **fixed, **dict(zip(keys, values))))
+    check_distinct(configs)
     return configs
+
+
+def check_distinct(configs) -> None:
+    """``ValueError`` where configs share a run id (two processes would train one run), naming the run id
+    and the fields that differ but do not enter it."""
+    by_id = {}
+    for c in configs:
+        by_id.setdefault(c.run_id(), []).append(c.to_dict())
+    clashes = []
+    for run_id, dicts in by_id.items():
+        if len(dicts) > 1:
+            differ = [k for k in dicts[0] if any(d[k] != dicts[0][k] for d in dicts)]
+            clashes.append(f"{len(dicts)} configs have run id {run_id} (" + (
+                f"they differ only in {', '.join(differ)}, which the run id leaves out: give one value" if differ
+                else "identical: a seed or grid value given twice?") + ")")
+    if clashes:
+        raise ValueError("the runs of a sweep must have distinct run ids, but " + "; ".join(clashes))
 
 
 def pending(configs, results_dir) -> list[RunConfig]:
@@ -154,8 +173,14 @@ def _resolve_workers(workers, configs, devices, per_gpu: int, pack: int = 1):
     return (max(1, per_gpu // pack) * len(gpus) if gpus else 1), devices
 
 
+def _device_slots(devices: list[str], workers: int) -> list[str]:
+    """One entry per run that may be active on a device at once: ``devices`` in turn, ``workers`` entries
+    (each device at least once)."""
+    return [devices[i % len(devices)] for i in range(max(workers, len(devices)))]
+
+
 def _wants_mps(mode: str, worker_devices: list[str]) -> bool:
-    """Whether worker processes on ``worker_devices`` (one per run) run under MPS."""
+    """Whether worker processes on ``worker_devices`` (their device slots, else one entry per run) run under MPS."""
     if mode == "off":
         return False
     if mode == "on":
@@ -276,19 +301,22 @@ def run_sweep(configs, results_dir, *, workers="auto", devices=None, progress: b
     """Train every config not finished yet and return all records, in the order of ``configs``.
 
     ``workers=1`` trains in this process; more start one process per run, at most ``workers`` at
-    a time, the i-th on ``devices[i % len(devices)]`` (e.g. ``["cuda:0", "cuda:1"]``; default: the
-    config's own device). ``workers="auto"``: ``per_gpu`` processes per GPU where the runs go to CUDA
-    devices (without ``devices``, runs on "auto" or "cuda" are spread over every visible GPU), 1 on a
-    CPU (with ``pack``, ``per_gpu // pack`` packs per GPU, at least one). ``mps``: run the worker
-    processes under CUDA MPS, "auto" where several runs share a GPU, "on" always (an error if it cannot
-    start), "off" never (see the module's docstring). ``pack``: runs that differ only in seed, beta,
-    alpha or fixed_lambda train up to ``pack`` at a time as one packed network
-    (:func:`amixup.engine.train_packed`), one pack per worker. Progress shows runs done / total and the
-    time left.
+    a time. With ``devices`` (e.g. ``["cuda:0", "cuda:1"]``; default: the config's own device) a run
+    takes a free device slot until it ends; the slots are ``devices`` in turn, ``workers`` of them (at
+    least one per device), so a GPU never has more runs at once than its share, however long each run
+    takes (with one worker, the runs take the devices in turn). ``workers="auto"``: ``per_gpu`` processes
+    per GPU where the runs go to CUDA devices (without ``devices``, runs on "auto" or "cuda" are spread
+    over every visible GPU), 1 on a CPU (with ``pack``, ``per_gpu // pack`` packs per GPU, at least one).
+    ``mps``: run the worker processes under CUDA MPS, "auto" where several runs may share a GPU at once,
+    "on" always (an error if it cannot start), "off" never (see the module's docstring). ``pack``: runs
+    that differ only in seed, beta, alpha or fixed_lambda train up to ``pack`` at a time as one packed
+    network (:func:`amixup.engine.train_packed`), one pack per worker. Progress shows runs done / total and the
+    time left. Configs that share a run id are a ``ValueError`` (:func:`check_distinct`).
     """
     from tqdm import tqdm
 
     configs = list(configs)
+    check_distinct(configs)
     if mps not in MPS_MODES:
         raise ValueError(f"mps must be one of {list(MPS_MODES)}, got {mps!r}")
     pack_groups([], pack)  # a bad pack is an error before any run
@@ -301,22 +329,39 @@ def run_sweep(configs, results_dir, *, workers="auto", devices=None, progress: b
     bar = tqdm(total=len(configs), initial=len(configs) - len(todo), desc="sweep", unit="run",
                disable=not progress_bars.enabled(progress), file=progress_bars.stream())
     groups = pack_groups(todo, pack)
+    slots = _device_slots(devices, min(workers, len(groups))) if devices else []
+    free = queue.Queue()
+    for device in slots:
+        free.put(device)
+
+    @contextlib.contextmanager
+    def on_free_device(group):
+        """``group`` on a free device slot, held until the ``with`` ends (as it is without ``devices``)."""
+        if not devices:
+            yield group
+            return
+        device = free.get()
+        try:
+            yield [RunConfig.from_dict({**c.to_dict(), "device": device}) for c in group]
+        finally:
+            free.put(device)
+
     if workers == 1:
         for group in groups:
-            _train_group(group, results_dir, progress)
+            with on_free_device(group) as group:
+                _train_group(group, results_dir, progress)
             bar.update(len(group))
     elif todo:
         threads = max(1, (os.cpu_count() or 1) // workers)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
         plugins = data.plugin_modules(c.dataset for c in todo)  # registered datasets reach the workers
         env["AMIXUP_PLUGINS"] = ",".join(filter(None, [os.environ.get("AMIXUP_PLUGINS"), *plugins]))
-        worker_devices = [devices[i % len(devices)] if devices else g[0].device for i, g in enumerate(groups)]
+        worker_devices = slots or [g[0].device for g in groups]
 
-        def launch(i, group):
-            if devices:
-                group = [RunConfig.from_dict({**c.to_dict(), "device": worker_devices[i]}) for c in group]
-            done = subprocess.run(_worker_command(group, results_dir, threads), env=env,
-                                  capture_output=True, text=True)
+        def launch(group):
+            with on_free_device(group) as group:
+                done = subprocess.run(_worker_command(group, results_dir, threads), env=env,
+                                      capture_output=True, text=True)
             if done.returncode != 0:
                 what = f"run {group[0].run_id()}" if len(group) == 1 else \
                     f"pack of {len(group)} runs ({', '.join(c.run_id() for c in group)})"
@@ -328,7 +373,7 @@ def run_sweep(configs, results_dir, *, workers="auto", devices=None, progress: b
             if _wants_mps(mps, worker_devices):  # stopped on leaving, after every worker has ended
                 env.update(stack.enter_context(cuda_mps(required=mps == "on", stacklevel=5)))  # run_sweep's caller
             pool = stack.enter_context(ThreadPoolExecutor(max_workers=workers))
-            futures = {pool.submit(launch, i, g): g for i, g in enumerate(groups)}
+            futures = {pool.submit(launch, g): g for g in groups}
             try:
                 for future in as_completed(futures):
                     try:
@@ -360,6 +405,7 @@ def submit_slurm(configs, results_dir, *, folder="slurm_logs", cluster: str | No
     """
     import submitit
 
+    check_distinct(configs)
     todo = pending(configs, results_dir)
     if not todo:
         return []
@@ -378,6 +424,26 @@ def _workers(text: str):
     return "auto" if text == "auto" else _positive_int(text)
 
 
+def _seed_list(text: str) -> list[int]:
+    """An argparse ``type``: comma-separated integers."""
+    try:
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, e.g. 0,1,2, got {text!r}") from None
+
+
+def _device_list(text: str) -> list[str]:
+    """An argparse ``type``: comma-separated torch devices (whether CUDA is there is checked later)."""
+    devices = text.split(",")
+    try:
+        for device in devices:
+            torch.device(device)
+    except RuntimeError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated devices, e.g. cpu or cuda:0,cuda:1, "
+                                         f"got {text!r} ({err})") from None
+    return devices
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m amixup.sweep", description="Run a grid of configurations x seeds.")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="motivation")
@@ -385,7 +451,7 @@ def main(argv=None) -> int:
     parser.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2",
                         help="a config field and its values, e.g. --grid method=ce,am_mixup")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a fixed config field")
-    parser.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
+    parser.add_argument("--seeds", type=_seed_list, default="0", help="comma-separated seeds (default: 0)")
     parser.add_argument("--experiment", default="sweep")
     parser.add_argument("--results-dir", default="results/runs")
     parser.add_argument("--workers", type=_workers, default="auto",
@@ -394,7 +460,8 @@ def main(argv=None) -> int:
     parser.add_argument("--workers-per-gpu", type=_positive_int, default=WORKERS_PER_GPU, metavar="N",
                         help=f"worker processes per GPU for --workers auto (default: {WORKERS_PER_GPU}; with "
                              "--pack K, N // K packs, at least one)")
-    parser.add_argument("--devices", default=None, help="comma-separated devices the workers take in turn")
+    parser.add_argument("--devices", type=_device_list, default=None,
+                        help="comma-separated devices, each with its share of the workers (also with one worker)")
     parser.add_argument("--mps", choices=MPS_MODES, default="auto",
                         help="CUDA MPS for the worker processes: auto (default: when several runs share a GPU), "
                              "on (always; an error if the daemon cannot start), off")
@@ -424,10 +491,10 @@ def main(argv=None) -> int:
         parser.error(str(err))
     try:
         configs = expand_grid(args.recipe, args.profile, grid,
-                              seeds=[int(s) for s in args.seeds.split(",")], experiment=args.experiment,
+                              seeds=args.seeds, experiment=args.experiment,
                               **fixed)
         if not args.slurm:  # runs here: e.g. cuda without CUDA is a command-line error (not so for SLURM)
-            for device in (args.devices.split(",") if args.devices else sorted({c.device for c in configs})):
+            for device in (args.devices or sorted({c.device for c in configs})):
                 resolve_device(device)
     except (TypeError, ValueError) as err:
         parser.error(str(err))
@@ -437,12 +504,11 @@ def main(argv=None) -> int:
         print(f"submitted {todo} runs as {len(jobs)} jobs ({len(configs) - todo} already finished): "
               + ", ".join(str(job.job_id) for job in jobs))
         return 0
-    devices = args.devices.split(",") if args.devices else None
-    workers = _resolve_workers(args.workers, configs, devices, args.workers_per_gpu, args.pack)[0]
+    workers = _resolve_workers(args.workers, configs, args.devices, args.workers_per_gpu, args.pack)[0]
     if args.mps == "on" and workers == 1:
         parser.error("--mps on puts worker processes under CUDA MPS, but with one worker the runs train in "
                      "this process: use --workers N (N > 1)")
-    records = run_sweep(configs, args.results_dir, workers=args.workers, devices=devices, mps=args.mps,
+    records = run_sweep(configs, args.results_dir, workers=args.workers, devices=args.devices, mps=args.mps,
                         per_gpu=args.workers_per_gpu, pack=args.pack)
     for rec in records:
         print(rec["run_id"], f"acc_all={rec['metrics']['last']['acc_all']:.2f}")

@@ -227,3 +227,100 @@ def test_a_packed_sweep_trains_each_pack_in_one_worker_and_gives_the_records_of_
     for job in jobs:
         job.result()
     assert sweep.pending(configs, tmp_path / "slurm") == []
+
+
+# --------------------------------------------------------------------------- devices, run ids, the command line
+
+def _stub_training(monkeypatch, duration=lambda config: 0.0):
+    """Worker launches and in-process runs that only note the device of each run while it is active;
+    returns ``(devices of every run, most runs active at once per device)``."""
+    import json
+    import subprocess
+    import threading
+    import time
+
+    lock, active, peak, seen = threading.Lock(), {}, {}, []
+
+    def fake_train(config, *args, **kwargs):
+        with lock:
+            seen.append(config.device)
+            active[config.device] = active.get(config.device, 0) + 1
+            peak[config.device] = max(peak.get(config.device, 0), active[config.device])
+        time.sleep(duration(config))
+        with lock:
+            active[config.device] -= 1
+
+    def fake_run(command, **kwargs):
+        fake_train(sweep.RunConfig.from_dict(json.loads(command[command.index("--worker") + 1])[0]))
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(sweep, "train", fake_train)
+    monkeypatch.setattr(sweep.subprocess, "run", fake_run)
+    monkeypatch.setattr(sweep, "read_record", lambda path: {"run_id": Path(path).stem,
+                                                            "metrics": {"last": {"acc_all": 0.0}}})
+    return seen, peak
+
+
+@pytest.mark.parametrize("workers, share", [(2, 1), (4, 2)])
+def test_a_run_takes_a_free_device_slot_so_no_gpu_has_more_runs_at_once_than_its_share(tmp_path, monkeypatch,
+                                                                                      workers, share):
+    import contextlib
+
+    # long and short runs alternate: giving the i-th run devices[i % 2] put two long runs on cuda:0 at once
+    seen, peak = _stub_training(monkeypatch, lambda c: 0.5 if c.seed % 2 == 0 else 0.0)
+    mps = []
+    monkeypatch.setattr(sweep, "cuda_mps", lambda **kw: mps.append(kw) or contextlib.nullcontext({}))
+    configs = sweep.expand_grid("motivation", "smoke", {"method": ["ce"]}, seeds=range(2 * workers), **SMOKE)
+    sweep.run_sweep(configs, tmp_path, workers=workers, devices=["cuda:0", "cuda:1"], progress=False)
+    assert len(seen) == len(configs) and set(seen) == {"cuda:0", "cuda:1"}
+    assert max(peak.values()) <= share, peak
+    assert bool(mps) == (share > 1)  # MPS ("auto") only where a GPU has several runs at once
+
+
+def test_devices_apply_with_one_worker_too(tmp_path, monkeypatch, capsys):
+    seen, _ = _stub_training(monkeypatch)
+    sweep.run_sweep(_smoke_pair("auto"), tmp_path, workers=1, devices=["cpu"], progress=False)
+    assert seen == ["cpu", "cpu"]
+    seen.clear()
+    sweep.run_sweep(_smoke_pair("auto"), tmp_path, workers=1, devices=["cuda:0", "cuda:1"], progress=False)
+    assert seen == ["cuda:0", "cuda:1"]  # in turn
+    seen.clear()
+    # --workers auto with --devices cpu: one worker, in this process, on the CPU (not the config's "auto")
+    assert sweep.main(["--profile", "smoke", "--set", "device=auto", "--seeds", "0,1", "--devices", "cpu",
+                       "--results-dir", str(tmp_path)]) == 0
+    assert seen == ["cpu", "cpu"]
+
+
+def test_configs_sharing_a_run_id_are_an_error_before_any_training(tmp_path, monkeypatch, capsys):
+    seen, _ = _stub_training(monkeypatch)
+    with pytest.raises(ValueError, match=r"2 configs have run id sweep-test-\S+-s0-\w+ \(identical"):
+        sweep.expand_grid("motivation", "smoke", {"method": ["ce"]}, seeds=(0, 0), **SMOKE)
+    with pytest.raises(ValueError, match="differ only in checkpoint_every, which the run id leaves out"):
+        sweep.expand_grid("motivation", "smoke", {"checkpoint_every": [1, 2]}, **SMOKE)
+    config = _smoke_pair()[0]
+    on_gpu = config.__class__.from_dict({**config.to_dict(), "device": "cuda:0"})
+    for run in (lambda: sweep.run_sweep([config, on_gpu], tmp_path, workers=2, progress=False),
+                lambda: sweep.run_sweep([config, config], tmp_path, workers=1, progress=False),
+                lambda: sweep.submit_slurm([config, on_gpu], tmp_path, folder=tmp_path / "logs", cluster="debug")):
+        with pytest.raises(ValueError, match=f"2 configs have run id {config.run_id()}"):
+            run()
+    for argv, what in ((["--seeds", "0,0"], "identical"), (["--grid", "step_mode=eager,static"], "step_mode")):
+        with pytest.raises(SystemExit):
+            sweep.main(["--profile", "smoke", "--results-dir", str(tmp_path), *argv])
+        err = capsys.readouterr().err
+        assert "must have distinct run ids" in err and what in err
+    assert seen == [] and not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize("argv, error", [
+    (["--seeds", "0,x"], "argument --seeds: expected comma-separated integers, e.g. 0,1,2, got '0,x'"),
+    (["--seeds", "0,,1"], "argument --seeds: expected comma-separated integers"),
+    (["--devices", "cpu,gpu"], "argument --devices: expected comma-separated devices, e.g. cpu or cuda:0,cuda:1, "
+                               "got 'cpu,gpu'"),
+    (["--devices", "cpu,"], "argument --devices: expected comma-separated devices"),
+])
+def test_a_bad_comma_list_is_a_usage_error_naming_the_option(tmp_path, monkeypatch, capsys, argv, error):
+    seen, _ = _stub_training(monkeypatch)
+    with pytest.raises(SystemExit):
+        sweep.main(["--profile", "smoke", "--results-dir", str(tmp_path), *argv])
+    assert error in capsys.readouterr().err and seen == []
