@@ -40,6 +40,13 @@ DATASET_ALIASES: dict[str, str] = {}
 EXTRA_BASES = {"tiny_imagenet": "tiny_imagenet"}
 BASES = ("cifar10", "cifar100", "mnist", "tiny_imagenet", "imagenet_lt", "places_lt")
 CELL_KEYS = ["table", "dataset", "imb_factor", "network", "method", "beta", "source", "metric"]
+# The paper's numbers cited from these sources are best-over-epochs: LDAM-DRW and MiSLAS report the best test
+# accuracy over training (project rule; the paper's CSV names the source of each row, e.g. "[10] MiSLAS").
+# Where the paper itself reports (last or best epoch) it does not say: "not stated".
+BEST_EPOCH_SOURCES = re.compile(r"MiSLAS|LDAM", re.I)
+CELL_COLUMNS = CELL_KEYS + ["paper_mean", "paper_std", "paper_n", "paper_epoch", "ours_mean", "ours_std",
+                            "ours_best_mean", "ours_n", "seeds", "diff", "diff_best", "p_welch", "status", "profile",
+                            "precision", "data_source", "device"]
 
 
 # --------------------------------------------------------------------------- inputs
@@ -131,7 +138,17 @@ def runs_frame(records) -> pd.DataFrame:
     frame["paper_imb"] = frame["imb_factor"].astype(float).fillna(implied.astype(float))
     frame["data_source"] = frame["run_id"].map(lambda i: _source(by_id[i]))
     frame["device"] = frame["run_id"].map(lambda i: _device(by_id[i]))
+    # accuracy at the best epoch (the epoch of highest overall test accuracy; its splits are that epoch's)
+    for metric in ACCURACY:
+        frame[f"best_{metric}"] = frame["run_id"].map(
+            lambda i, m=metric: by_id[i]["metrics"].get("best", {}).get(m, math.nan)).astype(float)
     return frame
+
+
+def paper_epoch(source) -> str:
+    """Which epoch a paper number is: "best over epochs (SOURCE)" for rows cited from LDAM-DRW / MiSLAS,
+    else "not stated" (the paper does not say whether it reports the last or the best epoch)."""
+    return f"best over epochs ({source})" if BEST_EPOCH_SOURCES.search(str(source)) else "not stated"
 
 
 def _matches(runs: pd.DataFrame, cell) -> pd.DataFrame:
@@ -183,21 +200,29 @@ def paired(a: dict, b: dict) -> tuple[int, float, float]:
 # --------------------------------------------------------------------------- cells
 
 def cells(paper: pd.DataFrame, runs: pd.DataFrame, located) -> pd.DataFrame:
-    """One row per cell of the paper (a number of Tables 1-8): the paper's mean/std/seeds, ours from
-    paper-profile runs (mean, std, seeds, profile, precision, data source, device), difference, Welch test;
+    """One row per cell of the paper (a number of Tables 1-8): the paper's mean/std/seeds and which epoch it
+    is (:func:`paper_epoch`), ours from paper-profile runs (last-epoch mean, std, seeds; the best-epoch mean
+    beside it; profile, precision, data source, device), difference (last epoch minus the paper's; ``diff_best``
+    best epoch minus the paper's where the paper's number is best-over-epochs), Welch test on the last epoch;
     cells without paper-profile runs carry the reason (profile below paper, no data here, not run yet)."""
     rows = []
     for _, cell in paper.iterrows():
         row = {k: cell[k] for k in CELL_KEYS} | {
-            "paper_mean": cell["mean"], "paper_std": cell["std"], "paper_n": cell["paper_n"]}
+            "paper_mean": cell["mean"], "paper_std": cell["std"], "paper_n": cell["paper_n"],
+            "paper_epoch": paper_epoch(cell["source"])}
         hit = _matches(runs, cell) if not runs.empty else runs
         ours = hit[hit["profile"] == PAPER_PROFILE] if not hit.empty else hit
         if len(ours):
             values = ours[cell["metric"]].astype(float)
             mean, std, n = values.mean(), values.std(ddof=1) if len(values) > 1 else math.nan, len(values)
             p, verdict = welch(mean, std, n, cell["mean"], cell["std"], cell["paper_n"])
-            row |= {"ours_mean": mean, "ours_std": std, "ours_n": n, "seeds": _join(ours["seed"]),
-                    "diff": mean - cell["mean"], "p_welch": p, "status": verdict, "profile": PAPER_PROFILE,
+            best = f"best_{cell['metric']}"
+            best_mean = ours[best].astype(float).mean() if best in ours else math.nan
+            like = row["paper_epoch"].startswith("best")  # compare best with best only
+            row |= {"ours_mean": mean, "ours_std": std, "ours_best_mean": best_mean, "ours_n": n,
+                    "seeds": _join(ours["seed"]), "diff": mean - cell["mean"],
+                    "diff_best": best_mean - cell["mean"] if like else math.nan,
+                    "p_welch": p, "status": verdict, "profile": PAPER_PROFILE,
                     "precision": _join(ours["precision"]), "data_source": _join(ours["data_source"]),
                     "device": _join(ours["device"])}
         else:
@@ -211,16 +236,18 @@ def cells(paper: pd.DataFrame, runs: pd.DataFrame, located) -> pd.DataFrame:
             row |= {"status": status, "profile": _join(hit["profile"]) if len(hit) else ""}
         rows.append(row)
     out = pd.DataFrame(rows)
-    for col in ("ours_mean", "ours_std", "ours_n", "seeds", "diff", "p_welch", "precision", "data_source", "device"):
+    for col in CELL_COLUMNS:
         if col not in out:
             out[col] = math.nan
+    out = out[CELL_COLUMNS]
     for col in ("ours_n", "paper_n"):
         out[col] = out[col].astype("Int64")
     return out
 
 
 def shorter_profiles(paper: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """Our runs below the paper profile that belong to a paper cell: mean/std/seeds per metric, not compared."""
+    """Our runs below the paper profile that belong to a paper cell: last-epoch mean/std, best-epoch mean,
+    seeds, precision, data source and device per metric, not compared."""
     if runs.empty:
         return pd.DataFrame()
     short = runs[(runs["profile"] != PAPER_PROFILE) & runs["table"].notna()]
@@ -230,9 +257,12 @@ def shorter_profiles(paper: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
         hit = _matches(short, cell)
         for profile, part in hit.groupby("profile", sort=True):
             values = part[cell["metric"]].astype(float)
+            best = f"best_{cell['metric']}"
             rows.append({k: cell[k] for k in CELL_KEYS if k != "source"} | {
                 "profile": profile, "ours_mean": values.mean(),
-                "ours_std": values.std(ddof=1) if len(values) > 1 else math.nan, "ours_n": len(values),
+                "ours_std": values.std(ddof=1) if len(values) > 1 else math.nan,
+                "ours_best_mean": part[best].astype(float).mean() if best in part else math.nan,
+                "ours_n": len(values),
                 "seeds": _join(part["seed"]), "precision": _join(part["precision"]),
                 "data_source": _join(part["data_source"]), "device": _join(part["device"])})
     return pd.DataFrame(rows)
@@ -274,25 +304,48 @@ def _why_missing(runs, table, dataset, method, imb, located) -> str:
     return "no data here" if _base_of(dataset) not in located else "not run yet"
 
 
-# (claim, table, dataset, imbalance or None, metric, winner, losers); "winner beats every loser"
+# (claim, table, dataset, imbalance or None, metric, winner, losers); "winner beats every loser". Each claim is
+# one the paper's text makes (quoted above it); the paper's own table is checked against it (paper_numbers, paper_note).
 CLAIMS = [
+    # §3 on Table 2b: "The higher precision in the few category indicates that the model achieved a more balanced
+    # margin in those instances. Therefore, we conclude that our method can be helpful to achieve a balanced margin"
     ("AM-mixup has the best Few accuracy on Mini-CIFAR-LT", 2, "mini_cifar_lt", None, "acc_few",
      "am_mixup", ("ce", "mixup", "manifold_mixup")),
+    # §4.2: "The improvement of performance in mixup and manifold mixup was primarily achieved by increasing
+    # precision in the many and median parts. [...] whereas AM-mixup achieves better margin balance by improving
+    # the precision of the few part."
     *[(f"AM-mixup has the best Few accuracy on CIFAR-10-LT (imbalance {imb})", 3, "cifar10_lt", imb, "acc_few",
        "am_mixup", ("ce", "mixup", "manifold_mixup")) for imb in (100, 50, 10)],
+    # §4.2: "As shown in Table 3, AM-mixup attains the best performance in CIFAR10/100-LT, except for imbalance
+    # factors 50 and 10 on CIFAR100-LT. Mixup shows better performance than CE but not as good as AM-mixup."
+    # (Table 3 itself has mixup† 89.08 and manifold mixup† 88.71 above AM-mixup's 88.19 at imbalance 10: the
+    # claim row's paper_note says so, computed from the paper's numbers.)
     *[(f"AM-mixup beats mixup and manifold mixup overall on CIFAR-10-LT (imbalance {imb})", 3, "cifar10_lt", imb,
        "acc_all", "am_mixup", ("mixup", "manifold_mixup")) for imb in (100, 50, 10)],
+    # §3: "we have quantitatively verified this assumption by observing that CE, which has the highest
+    # alignment, outperforms the other three methods."
     ("CE has the highest alignment in coarse-to-fine (Mini-CIFAR)", 1, "mini_cifar", None, "alignment",
      "ce", ("mixup", "manifold_mixup", "am_mixup")),
     ("CE transfers best in coarse-to-fine (Mini-CIFAR)", 1, "mini_cifar", None, "acc_all",
      "ce", ("mixup", "manifold_mixup", "am_mixup")),
-    *[(f"CE transfers best in coarse-to-fine ({name}, ViT)", 6, ds, None, "acc_all", "ce", ("mixup", "am_mixup"))
-      for ds, name in (("mnist", "MNIST"), ("cifar10", "CIFAR-10"), ("cifar100", "CIFAR-100"))],
+    # §4.3 (Table 6), per dataset: "As shown in Table 6, AM-mixup achieves the second-best test accuracy, and
+    # even outperformed all others on MNIST. [...] AM-mixup also has intra-class collapse by showing lower
+    # accuracy than the cross entropy without any augmentation, but AM-mixup achieves better than mixup."
+    # Table 6 bolds AM-mixup on MNIST (98.20 vs CE† 98.12) and CE† on CIFAR-10 / CIFAR-100, AM-mixup second.
+    ("AM-mixup transfers best in coarse-to-fine (MNIST, ViT)", 6, "mnist", None, "acc_all",
+     "am_mixup", ("ce", "mixup")),
+    *[claim for ds, name in (("cifar10", "CIFAR-10"), ("cifar100", "CIFAR-100")) for claim in (
+        (f"CE transfers best in coarse-to-fine ({name}, ViT)", 6, ds, None, "acc_all", "ce", ("mixup", "am_mixup")),
+        (f"AM-mixup is second: it beats mixup in coarse-to-fine ({name}, ViT)", 6, ds, None, "acc_all",
+         "am_mixup", ("mixup",)))],
+    # §4.4: "when comparing the performance of models under equal conditions (rows 1, 3 and rows 2, 6), the use
+    # of one-sided labels consistently results in superior performance than not using them."
     ("One-sided labels help: row 3 beats row 1 (all layers)", 7, "cifar100_lt", 100, "acc_all",
      "ablation_row3", ("ablation_row1",)),
     ("One-sided labels help: row 6 beats row 2 (last layer)", 7, "cifar100_lt", 100, "acc_all",
      "ablation_row6", ("ablation_row2",)),
 ]
+OWN_SOURCES = ("paper", "paper_reproduced")  # the paper's own rows (its † reproductions second), not cited ones
 
 
 def _fmt(x, digits=2) -> str:
@@ -303,25 +356,68 @@ def _p(p) -> str:
     return "n/a" if pd.isna(p) else f"{p:.3g}"
 
 
-def claims(runs: pd.DataFrame, located, claim_list=CLAIMS) -> pd.DataFrame:
-    """Each claim one row: the claim, its table, our evidence (means, paired differences over matching
-    seeds, ttest_rel p) and the verdict:
+def paper_check(paper: pd.DataFrame, table, dataset, imb, metric, winner, losers) -> tuple[str, str]:
+    """(paper_numbers, paper_note) of a claim from the paper's own table: each method's number (its own row,
+    else its † reproduction), cited rows of other papers after them; the note says where the paper's table
+    does not bear its text out (a method of its own at or above the winner, a cited row above it, a row missing),
+    empty where the table agrees."""
+    rows = paper[(paper["table"] == table) & (paper["dataset"] == dataset) & (paper["metric"] == metric)]
+    if imb is not None:
+        rows = rows[rows["imb_factor"].map(lambda v: _text(float(v)) if pd.notna(v) else "") == _text(float(imb))]
+    own, cited = {}, []
+    for m in (winner, *losers):
+        hit = rows[rows["method"] == m]
+        mine = next((hit[hit["source"] == s] for s in OWN_SOURCES if (hit["source"] == s).any()), hit.iloc[:0])
+        if len(mine):
+            own[m] = float(mine["mean"].iloc[0])
+        cited += [(m, float(r.mean), r.source if paper_epoch(r.source) == "not stated" else paper_epoch(r.source))
+                  for r in hit[~hit["source"].isin(OWN_SOURCES)].itertuples()]
+    numbers = ", ".join(f"{m} {own[m]:g}" for m in (winner, *losers) if m in own)
+    if cited:
+        numbers += "; cited: " + ", ".join(f"{m} {v:g} ({src})" for m, v, src in cited)
+    numbers = f"Table {table}: {numbers}" if numbers else f"Table {table}: no rows"
+    notes = []
+    if winner not in own:
+        return numbers, f"the paper's Table {table} has no {winner} row"
+    absent = [m for m in losers if m not in own]
+    if absent:
+        notes.append(f"the paper's Table {table} has no {', '.join(absent)} row")
+    above = [m for m in losers if m in own and own[m] >= own[winner]]
+    if above:
+        notes.append(f"the paper's own Table {table} contradicts this: {winner} {own[winner]:g} is not above "
+                     + ", ".join(f"{m} {own[m]:g}" for m in above))
+    higher = [(m, v, src) for m, v, src in cited if m != winner and v >= own[winner]]
+    if higher:
+        notes.append(f"a cited row of the paper's Table {table} is above {winner} {own[winner]:g}: "
+                     + ", ".join(f"{m} {v:g} ({src})" for m, v, src in higher))
+    return numbers, "; ".join(notes)
+
+
+def claims(runs: pd.DataFrame, located, claim_list=CLAIMS, paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Each claim one row: the claim, its table, the paper's own numbers for it and a note where its table does
+    not bear the text out (:func:`paper_check`), our evidence (last-epoch means, paired differences over
+    matching seeds, ttest_rel p) and the verdict:
     supported (winner ahead of every other, each paired test p < LEVEL); direction agrees, not significant;
     contradicted (another ahead with p < LEVEL); not supported (another ahead, not significant);
+    "direction agrees; <why>: no test" / "direction disagrees; <why>: no test" where a comparison could not be
+    tested (one paired seed, no paired seeds, paired differences without spread) and no other decides it;
     not testable (a side has no paper-profile runs: why)."""
+    paper = load_paper() if paper is None else paper
     rows = []
     for claim, table, dataset, imb, metric, winner, losers in claim_list:
         digits = 2 if metric.startswith("acc") else 3
+        numbers, note = paper_check(paper, table, dataset, imb, metric, winner, losers)
         won = _values(runs, table, dataset, winner, metric, imb)
         lost = {m: _values(runs, table, dataset, m, metric, imb) for m in losers}
         empty = [m for m in (winner, *losers) if not (won if m == winner else lost[m])]
-        row = {"claim": claim, "table": table, "metric": metric}
+        row = {"claim": claim, "table": table, "metric": metric, "paper_numbers": numbers, "paper_note": note}
         if empty:
             why = {m: _why_missing(runs, table, dataset, m, imb, located) for m in empty}
             text = "; ".join(f"{', '.join(m for m in empty if why[m] == w)}: {w}" for w in sorted(set(why.values())))
             rows.append(row | {"evidence": f"no paper-profile runs of {text}", "verdict": "not testable"})
             continue
         parts, ahead, significant, against = [f"{winner} {_fmt(np.mean(list(won.values())), digits)}"], True, True, False
+        untested = []  # why a comparison has no p
         for m in losers:
             n, diff, p = paired(won, lost[m])
             if n == 0:  # no matching seeds: compare means, no test
@@ -331,10 +427,16 @@ def claims(runs: pd.DataFrame, located, claim_list=CLAIMS) -> pd.DataFrame:
             ahead &= diff > 0
             significant &= not pd.isna(p) and p < LEVEL
             against |= diff < 0 and not pd.isna(p) and p < LEVEL
+            if pd.isna(p):
+                untested.append("no paired seeds" if n == 0 else "one seed" if n == 1
+                                else "paired differences without spread")
+        why = ", ".join(dict.fromkeys(untested))
         if ahead:
-            verdict = "supported" if significant else "direction agrees, not significant"
+            verdict = ("supported" if significant else f"direction agrees; {why}: no test" if untested
+                       else "direction agrees, not significant")
         else:
-            verdict = "contradicted" if against else "not supported"
+            verdict = ("contradicted" if against else f"direction disagrees; {why}: no test" if untested
+                       else "not supported")
         rows.append(row | {"evidence": "; ".join(parts), "verdict": verdict})
     return pd.DataFrame(rows)
 
@@ -472,12 +574,20 @@ def _markdown(cell_rows, short, rest, claim_rows, copy_rows, located, notes, gap
         "(`results/paper/paper_results.csv`). Do not edit: CI regenerates it from the committed records and fails "
         "when it differs. Rows as CSV: `REPORT.csv` (cells), `REPORT_claims.csv` (claims).",
         "",
-        "- Ours: runs at the `paper` profile only (shorter profiles are listed apart, not compared); accuracy is the "
-        "last epoch's (the records also hold the best epoch, not used here); std is the sample std over seeds.",
+        "- Ours: runs at the `paper` profile only (shorter profiles are listed apart, not compared); `ours_mean`, "
+        "`ours_std` and `diff` (ours - paper) are the last epoch's accuracy; std is the sample std over seeds.",
+        "- Best epoch, labelled, beside it: `ours_best_mean` is the mean over seeds of each run's accuracy at its best "
+        "epoch (the epoch of highest overall test accuracy; its many/median/few are that epoch's). `paper_epoch` says "
+        "which epoch the paper's number is: `best over epochs` for the rows it cites from LDAM-DRW or MiSLAS ([10]), "
+        "which report the best epoch, compared like with like in `diff_best` (ours_best_mean - paper); `not stated` "
+        "elsewhere (the paper does not say).",
         f"- Welch's t-test (`scipy.stats.ttest_ind_from_stats`, two-sided) where both sides have a std and at least "
         f"2 seeds: \"within noise\" if p >= {LEVEL}, \"differs\" if p < {LEVEL}. The paper's seed counts are those "
         "its captions state (Tables 3-7); Tables 1 and 2 give no std, Table 8 no seed count.",
-        f"- Claims: paired t-test over matching seeds (`scipy.stats.ttest_rel`, two-sided, level {LEVEL}).",
+        f"- Claims: paired t-test over matching seeds (`scipy.stats.ttest_rel`, two-sided, level {LEVEL}) of the "
+        "last epoch; with one paired seed there is no test (\"one seed: no test\"). `paper_numbers` are the paper's "
+        "own numbers for the claim (cited rows after them) and `paper_note` says where its table does not bear its "
+        "text out.",
         "- Measured here when generated (`python -m amixup.report` measures again; the CI check reuses these lines):",
         f"  - base data located: {', '.join(located) or 'none'}",
         *[f"  - data copy: {n}" for n in notes],
@@ -488,7 +598,8 @@ def _markdown(cell_rows, short, rest, claim_rows, copy_rows, located, notes, gap
         _md_table(counts.reset_index()),
     ]
     shown = ["dataset", "imb_factor", "network", "method", "beta", "source", "metric", "paper_mean", "paper_std",
-             "paper_n", "ours_mean", "ours_std", "ours_n", "diff", "p_welch", "status"]
+             "paper_n", "paper_epoch", "ours_mean", "ours_std", "ours_best_mean", "ours_n", "diff", "diff_best",
+             "p_welch", "status"]
     for table, part in cell_rows.groupby("table", sort=True):
         out += ["", f"## Table {table}", ""]
         have = part[~part["status"].str.startswith("missing")]
@@ -510,9 +621,10 @@ def _markdown(cell_rows, short, rest, claim_rows, copy_rows, located, notes, gap
         out.append("none")
     else:
         out.append(_md_table(short[["table", "dataset", "imb_factor", "network", "method", "metric", "profile",
-                                    "ours_mean", "ours_std", "ours_n", "precision"]]))
+                                    "ours_mean", "ours_std", "ours_best_mean", "ours_n", "precision", "device"]]))
     out += ["", "## Runs that no paper cell takes", "", "none" if rest.empty else _md_table(rest)]
-    out += ["", "## The paper's claims on our runs", "", _md_table(claim_rows)]
+    out += ["", "## The paper's claims on our runs", "", _md_table(claim_rows[
+        ["claim", "table", "metric", "paper_numbers", "paper_note", "evidence", "verdict"]])]
     out += ["", "## Data copy: does the JPEG re-encoding explain the CIFAR-10-LT gap?", ""]
     out += [f"The CIFAR-10 copy here: {n}" for n in notes if "cifar10" in n] or ["The CIFAR-10 copy: not measured."]
     out += ["", f"The gap: our paper-profile Table 3 runs on CIFAR-10-LT (imbalance {GAP_IMB}) minus the paper's "
@@ -551,7 +663,7 @@ def build(results_dir, paper: pd.DataFrame, located, notes=None) -> dict[str, st
     cell_rows = cells(paper, runs, located)
     short, rest = shorter_profiles(paper, runs), unmapped(paper, runs)
     gap = paper_gap(cell_rows)
-    claim_rows, copy_rows = claims(runs, located), data_copy(with_paths, gap)
+    claim_rows, copy_rows = claims(runs, located, paper=paper), data_copy(with_paths, gap)
     rejected = data_copy_records(with_paths)[1]
     if not short.empty:
         short = _order(short).sort_values(["table", "dataset", "imb_factor", "network", "_m", "metric", "profile"],

@@ -17,18 +17,21 @@ JPEG_SOURCE = "cache cifar10.pt of imagefolder archive cifar10-jpeg.tar.gz (loss
 
 
 def make_record(experiment, dataset, method, seed, *, imb=None, model="resnet32", profile="paper", beta=0.34,
-                extra=None, acc=50.0, few=None, alignment=1.0, device="cpu"):
+                extra=None, acc=50.0, few=None, alignment=1.0, device="cpu", device_name="x86_64", best=None):
     run_id = f"{experiment}-{dataset}-{model}-{method}-{profile}-b{beta}-{json.dumps(extra or {}, sort_keys=True)}-s{seed}"
     last = {"acc_all": acc, "acc_many": acc + 10, "acc_median": acc, "acc_few": acc - 10 if few is None else few}
+    # the best epoch (highest overall accuracy): by default 1 point above the last on all, 5 above on few
+    best = best or {"acc_all": acc + 1, "acc_many": last["acc_many"] - 2, "acc_median": acc + 1,
+                    "acc_few": last["acc_few"] + 5, "epoch": 1}
     return {
         "run_id": run_id, "seed": seed, "seconds": 1.0, "git": {"commit": "abc"},
         "config": {"experiment": experiment, "profile": profile, "dataset": dataset, "imb_factor": imb,
                    "model": model, "method": method, "rate": None, "one_sided": None, "last_layer": None,
                    "beta": beta, "seed": seed, "epochs": 1, "precision": "fp32", "extra": extra or {}},
-        "metrics": {"last": last, "best": {"acc_all": acc + 1, "epoch": 1}, "alignment": alignment,
+        "metrics": {"last": last, "best": best, "alignment": alignment,
                     "uniformity": 1.0, "uniformity_k1": 0.5},
         "history": [{"train_loss": 1.0}],
-        "environment": {"device": device, "device_name": "x86_64"},
+        "environment": {"device": device, "device_name": device_name},
         "data": {"source": JPEG_SOURCE},
     }
 
@@ -127,6 +130,32 @@ def test_synthetic_records_map_to_the_paper_cells(tmp_path):
         {"experiment": "table3", "profile": "paper", "dataset": "cifar10_lt", "runs": 1}]
 
 
+def test_best_epoch_is_beside_the_last_labelled_and_compared_like_with_like(tmp_path):
+    results = synthetic_results(tmp_path)
+    runs = report.runs_frame([r for _, r in report.read_run_records(results)])
+    rows = report.cells(report.load_paper(), runs, located=["cifar10", "mnist"])
+    key = dict(table=3, dataset="cifar10_lt", imb_factor=100.0, method="ce")
+    # MiSLAS [10] reports the best epoch: labelled so, and ours at the best epoch compared with it
+    mislas = cell(rows, source="[10] MiSLAS", metric="acc_all", **key)
+    assert mislas["paper_epoch"] == "best over epochs ([10] MiSLAS)"
+    assert (mislas["ours_mean"], mislas["ours_best_mean"]) == (65.0, 66.0)  # last 64/65/66, best 65/66/67
+    assert mislas["diff"] == pytest.approx(65.0 - 70.4) and mislas["diff_best"] == pytest.approx(66.0 - 70.4)
+    # the paper's own rows do not say which epoch: no best-vs-? difference, our best epoch still beside the last
+    few = cell(rows, source="paper_reproduced", metric="acc_few", **key)
+    assert few["paper_epoch"] == "not stated" and math.isnan(few["diff_best"])
+    assert (few["ours_mean"], few["ours_best_mean"]) == (55.0, 60.0)  # the few split at the best-overall epoch
+    assert math.isnan(cell(rows, table=1, method="mixup", metric="alignment")["ours_best_mean"])  # no best of A
+    files = report.build(results, report.load_paper(), ["cifar10", "mnist"], notes=[])
+    assert ("| paper_n | paper_epoch | ours_mean | ours_std | ours_best_mean | ours_n | diff | diff_best | p_welch |"
+            in files["REPORT.md"])
+    assert ("| cifar10_lt | 100 | resnet32 | ce |  | [10] MiSLAS | acc_all | 70.4 |  |  | best over epochs ([10] MiSLAS) "
+            "| 65 | 1 | 66 | 3 | -5.4 | -4.4 |  | no test: paper gives no std |") in files["REPORT.md"]
+    assert "the records also hold the best epoch, not used here" not in files["REPORT.md"]
+    header = files["REPORT.csv"].splitlines()[0].split(",")
+    assert {"paper_epoch", "ours_best_mean", "diff_best"} <= set(header)
+    assert header.index("ours_best_mean") == header.index("ours_std") + 1
+
+
 def test_missing_cells_say_why(tmp_path):
     results = synthetic_results(tmp_path)
     runs = report.runs_frame([r for _, r in report.read_run_records(results)])
@@ -187,6 +216,43 @@ def test_claim_direction_only_contradicted_and_untestable(tmp_path):
     assert row["verdict"] == "contradicted"
     row = claim_verdict(tmp_path / "c", {"am_mixup": [10.0], "ce": [20.0]})
     assert row["verdict"] == "not testable" and "mixup: not run yet" in row["evidence"]
+
+
+def test_one_paired_seed_or_no_spread_is_no_test(tmp_path):
+    row = claim_verdict(tmp_path / "a", {"am_mixup": [40.0], "ce": [20.0], "mixup": [30.0]})
+    assert row["verdict"] == "direction agrees; one seed: no test" and "(1 paired seed, p n/a)" in row["evidence"]
+    row = claim_verdict(tmp_path / "b", {"am_mixup": [10.0], "ce": [20.0], "mixup": [5.0]})
+    assert row["verdict"] == "direction disagrees; one seed: no test"
+    row = claim_verdict(tmp_path / "c", {"am_mixup": [40.0, 41.0], "ce": [30.0, 31.0], "mixup": [1.0, 2.0]})
+    assert row["verdict"] == "direction agrees; paired differences without spread: no test"
+
+
+def test_claims_say_what_the_paper_says_and_where_its_table_disagrees(tmp_path):
+    paper = report.load_paper()
+    # §4.3: "AM-mixup achieves the second-best test accuracy, and even outperformed all others on MNIST"
+    table6 = {(c[2], c[5]): set(c[6]) for c in report.CLAIMS if c[1] == 6}
+    assert table6 == {("mnist", "am_mixup"): {"ce", "mixup"}, ("cifar10", "ce"): {"mixup", "am_mixup"},
+                      ("cifar10", "am_mixup"): {"mixup"}, ("cifar100", "ce"): {"mixup", "am_mixup"},
+                      ("cifar100", "am_mixup"): {"mixup"}}
+    numbers, note = report.paper_check(paper, 6, "mnist", None, "acc_all", "am_mixup", ("ce", "mixup"))
+    assert numbers == "Table 6: am_mixup 98.2, ce 98.12, mixup 97.07; cited: ce 98.7 ([5] Perfectly balanced)"
+    assert note == "a cited row of the paper's Table 6 is above am_mixup 98.2: ce 98.7 ([5] Perfectly balanced)"
+    # a claim the paper's own table contradicts is flagged (the old MNIST claim "CE transfers best" would be)
+    assert "contradicts" in report.paper_check(paper, 6, "mnist", None, "acc_all", "ce", ("mixup", "am_mixup"))[1]
+    # every claim agrees with the paper's own table except the one its text makes against Table 3
+    notes = {c[0]: report.paper_check(paper, *c[1:])[1] for c in report.CLAIMS}
+    imb10 = "AM-mixup beats mixup and manifold mixup overall on CIFAR-10-LT (imbalance 10)"
+    assert {k for k, v in notes.items() if "contradicts" in v} == {imb10}
+    assert notes[imb10] == ("the paper's own Table 3 contradicts this: am_mixup 88.19 is not above mixup 89.08, "
+                            "manifold_mixup 88.71")
+    # the cited MiSLAS numbers are labelled best-over-epochs where they are shown
+    assert "mixup 87.1 (best over epochs ([10] MiSLAS))" in report.paper_check(paper, *report.CLAIMS[6][1:])[0]
+    files = report.build(synthetic_results(tmp_path), paper, ["cifar10", "mnist"], notes=[])
+    claims_csv = files["REPORT_claims.csv"]
+    assert claims_csv.splitlines()[0] == "claim,table,metric,paper_numbers,paper_note,evidence,verdict"
+    assert f"{imb10},3,acc_all," in claims_csv and notes[imb10] in claims_csv
+    assert "CE transfers best in coarse-to-fine (MNIST" not in claims_csv + files["REPORT.md"]
+    assert "| AM-mixup transfers best in coarse-to-fine (MNIST, ViT) | 6 | acc_all |" in files["REPORT.md"]
 
 
 # --------------------------------------------------------------------------- data copy and the whole report
@@ -262,3 +328,14 @@ def test_committed_report_is_what_the_committed_records_give():
 def test_committed_report_states_what_is_located_here():
     located, notes = report.stated_inputs((ROOT / "results" / "REPORT.md").read_text())
     assert located == report.located_bases()
+
+
+def test_shorter_profiles_name_their_device(tmp_path):
+    write(tmp_path, [make_record("table8", "cifar10", "ce", 0, model="vgg11", profile="quick", acc=75.0,
+                                 device="cuda", device_name="NVIDIA H200"),
+                     make_record("table8", "cifar10", "mixup", 0, model="vgg11", profile="quick", acc=62.0)])
+    md = report.build(tmp_path, report.load_paper(), ["cifar10"], notes=[])["REPORT.md"]
+    section = md.split("## Shorter profiles")[1].split("\n## ")[0]
+    assert "| ours_mean | ours_std | ours_best_mean | ours_n | precision | device |" in section
+    assert "| 8 | cifar10 |  | vgg11 | ce | acc_all | quick | 75 |  | 76 | 1 | fp32 | NVIDIA H200 |" in section
+    assert "| 8 | cifar10 |  | vgg11 | mixup | acc_all | quick | 62 |  | 63 | 1 | fp32 | cpu |" in section
