@@ -140,20 +140,23 @@ def data_note(records) -> str:
 
 def beta_summary(records) -> pd.DataFrame:
     """The beta sweep per beta: mean and (sample) std over seeds of the last-epoch test accuracy (all,
-    few), the seeds, and lambda: its last-epoch value (mean over seeds) and its lowest over training and
-    seeds; ``can_cross`` says whether Eq. 6 allows lambda < 0.5 at all (beta > ln 2), ``crossed`` whether
-    a run's lambda went below 0.5 (then the one-sided label is the partner's, Eq. 5)."""
+    few), the mean best-epoch accuracy (all) beside it, the seeds, and lambda: its last-epoch value (mean
+    over seeds) and its lowest over training and seeds; ``can_cross`` says whether Eq. 6 allows lambda < 0.5
+    at all (beta > ln 2), ``crossed`` whether a run's lambda went below 0.5 (then the one-sided label is the
+    partner's, Eq. 5)."""
     rows = [{"beta": float(r["config"]["beta"]), "seed": r["config"]["seed"],
              "acc_all": r["metrics"]["last"]["acc_all"], "acc_few": r["metrics"]["last"]["acc_few"],
+             "best_acc_all": r["metrics"]["best"]["acc_all"],
              "lambda_last": r["lambda_trajectory"][-1], "lambda_min": min(r["lambda_trajectory"])}
             for r in records]
-    columns = ["beta", "seeds", "acc_all_mean", "acc_all_std", "acc_few_mean", "acc_few_std", "lambda_last",
-               "lambda_min", "can_cross", "crossed"]
+    columns = ["beta", "seeds", "acc_all_mean", "acc_all_std", "best_acc_all_mean", "acc_few_mean", "acc_few_std",
+               "lambda_last", "lambda_min", "can_cross", "crossed"]
     if not rows:
         return pd.DataFrame(columns=columns)
     grouped = pd.DataFrame(rows).groupby("beta", sort=True)
     out = grouped.agg(seeds=("seed", "size"), acc_all_mean=("acc_all", "mean"), acc_all_std=("acc_all", "std"),
-                      acc_few_mean=("acc_few", "mean"), acc_few_std=("acc_few", "std"),
+                      best_acc_all_mean=("best_acc_all", "mean"), acc_few_mean=("acc_few", "mean"),
+                      acc_few_std=("acc_few", "std"),
                       lambda_last=("lambda_last", "mean"), lambda_min=("lambda_min", "min")).reset_index()
     out["can_cross"] = out["beta"] > math.log(2)
     out["crossed"] = out["lambda_min"] < 0.5

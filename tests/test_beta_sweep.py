@@ -34,7 +34,8 @@ def test_beta_zero_keeps_lambda_at_one(data_env, tmp_path):
 
 
 def _record(beta, seed, acc, few, lambdas):
-    return {"config": {"beta": beta, "seed": seed}, "metrics": {"last": {"acc_all": acc, "acc_few": few}},
+    return {"config": {"beta": beta, "seed": seed}, "metrics": {"last": {"acc_all": acc, "acc_few": few},
+                                                                "best": {"acc_all": acc + 1 + seed, "acc_few": few}},
             "lambda_trajectory": lambdas}
 
 
@@ -45,6 +46,7 @@ def test_beta_summary_means_stds_and_where_lambda_can_cross():
     table = tables.beta_summary(records).set_index("beta")
     assert list(table.index) == [0.34, 0.67, 1.0, 1.5]
     assert table.loc[0.34, "seeds"] == 2 and table.loc[0.34, "acc_all_mean"] == 61.0
+    assert table.loc[0.34, "best_acc_all_mean"] == 62.5  # (61 + 63) / 2, beside the last epoch's 61
     assert table.loc[0.34, "acc_all_std"] == pytest.approx(math.sqrt(2)) and table.loc[0.34, "acc_few_mean"] == 32.0
     assert table.loc[0.34, "lambda_last"] == pytest.approx(0.78) and table.loc[0.34, "lambda_min"] == 0.76
     assert math.isnan(table.loc[0.67, "acc_all_std"])  # one seed
