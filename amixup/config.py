@@ -6,6 +6,7 @@ import ast
 import dataclasses
 import hashlib
 import json
+import math
 import numbers
 import re
 from dataclasses import dataclass, field
@@ -17,11 +18,13 @@ OPTIMIZERS = ("sgd", "adamw")
 PRECISIONS = ("fp32", "bf16")
 AUGMENTATIONS = ("crop_flip", "resized_crop_flip")  # amixup.augment
 STEP_MODES = ("auto", "eager", "static")  # amixup.engine / amixup.static_step
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")  # N: a GPU index >= 0
 
 #: Fields added after records were first written: left out of the run id while at these
 #: defaults, so earlier records keep their ids.
 _DIGEST_OPTIONAL = {"precision": "fp32", "augmentation": "crop_flip", "crop_size": 224, "cosine_t_max": None,
-                    "cache_frozen_features": True, "step_size": 0, "eval_batch_size": 512}
+                    "cache_frozen_features": True, "step_size": 0, "eval_batch_size": 512,
+                    "frozen_stages": 0}
 #: Fields that say how a run is executed, not what it trains (like the device): never in the run id.
 _EXECUTION_ONLY = ("device", "step_mode", "compile_step", "checkpoint_every")
 
@@ -97,6 +100,21 @@ def _describe(annotation: str) -> str:
                        for a in annotation.split("|"))
 
 
+def check_device(device: str) -> None:
+    """Raise ``ValueError`` unless ``device`` is one of :data:`DEVICES` (``cuda:N`` parsed by torch);
+    whether the device exists here is not checked (a config may be written for another machine)."""
+    if device in ("auto", "cpu", "cuda", "mps"):
+        return
+    import torch
+
+    try:
+        parsed = torch.device(device) if isinstance(device, str) and device.startswith("cuda:") else None
+    except (RuntimeError, TypeError, ValueError):
+        parsed = None
+    if parsed is None or parsed.type != "cuda" or parsed.index is None:
+        raise ValueError(f"device must be one of {list(DEVICES)} (N: a GPU index >= 0), got {device!r}")
+
+
 def check_types(config) -> None:
     """Raise ``ValueError`` naming every field whose value has the wrong type, what it got and what it takes."""
     bad = []
@@ -158,6 +176,8 @@ class RunConfig:
     # transfer
     finetune_from: str | None = None    # run id (or checkpoint path) whose encoder is reused
     freeze_encoder: bool = False
+    frozen_stages: int = 0              # the first N encoder stages keep the weights finetune_from gives them
+                                        # (eval mode, no gradient); the rest and the head train (Places-LT)
     cache_frozen_features: bool = True  # frozen encoder, no augmentation, no mixing: encode the images once and
                                         # train the head on the stored features (same result, far faster)
     # run
@@ -204,13 +224,17 @@ class RunConfig:
 
     def validate(self) -> "RunConfig":
         """Raise ``ValueError`` naming the parameter and its allowed values; return self."""
-        from . import data, mixing, models
+        from . import data, metrics, mixing, models
 
         def one_of(name, value, allowed):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
 
         check_types(self)
+        for f in dataclasses.fields(self):  # nan / inf pass the range checks below or fail late
+            value = getattr(self, f.name)
+            if "float" in str(f.type) and value is not None and not math.isfinite(value):
+                raise ValueError(f"{f.name} must be a finite number, got {value!r}")
         try:
             spec = data.dataset_spec(self.dataset)
         except ValueError as err:
@@ -224,6 +248,22 @@ class RunConfig:
         one_of("precision", self.precision, PRECISIONS)
         one_of("augmentation", self.augmentation, AUGMENTATIONS)
         one_of("step_mode", self.step_mode, STEP_MODES)
+        if self.split_convention == "index" and spec.num_classes is not None \
+                and spec.num_classes not in metrics.INDEX_SPLITS:
+            raise ValueError(f"split_convention='index' (the MiSLAS CIFAR-LT class-index splits) needs a dataset of "
+                             f"{' or '.join(map(str, sorted(metrics.INDEX_SPLITS)))} classes, but {self.dataset!r} "
+                             f"has {spec.num_classes}; use split_convention='counts' (groups by many_threshold "
+                             f"and few_threshold)")
+        if not 0 <= self.few_threshold < self.many_threshold:
+            raise ValueError(f"few_threshold and many_threshold must satisfy 0 <= few_threshold < many_threshold "
+                             f"(few: fewer than few_threshold training images, many: more than many_threshold), "
+                             f"got few_threshold={self.few_threshold!r}, many_threshold={self.many_threshold!r}")
+        for name in ("seed", "subsample_seed"):
+            if not 0 <= getattr(self, name) < 2 ** 63:
+                raise ValueError(f"{name} must lie in [0, 2**63), got {getattr(self, name)!r}")
+        if int(self.crop_padding) < 0:
+            raise ValueError(f"crop_padding must be >= 0 (pixels of zero padding before the random crop; "
+                             f"0: no crop), got {self.crop_padding!r}")
         if int(self.crop_size) < 1:
             raise ValueError(f"crop_size must be >= 1, got {self.crop_size!r}")
         if self.imb_factor is not None and not self.imb_factor >= 1:
@@ -248,18 +288,30 @@ class RunConfig:
                 raise ValueError(f"{name} must be None or >= 1, got {value!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must lie in [0, 1), got {self.momentum!r}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if not 0 < self.gamma <= 1:
             raise ValueError(f"gamma must lie in (0, 1], got {self.gamma!r}")
         if self.warmup_epochs < 0 or self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
             raise ValueError(f"warmup_epochs must lie in [0, epochs={self.epochs}), got {self.warmup_epochs!r}")
         if self.cosine_t_max is not None and int(self.cosine_t_max) < 1:
             raise ValueError(f"cosine_t_max must be None or >= 1 epoch, got {self.cosine_t_max!r}")
+        if int(self.step_size) < 0:
+            raise ValueError(f"step_size must be >= 0 epochs (0: unused), got {self.step_size!r}")
         if self.lr_schedule == "step" and int(self.step_size) < 1:
             raise ValueError(f"step_size must be >= 1 with lr_schedule='step', got {self.step_size!r}")
         if list(self.milestones) != sorted(self.milestones) or any(m < 1 for m in self.milestones):
             raise ValueError(f"milestones must be increasing positive epochs, got {list(self.milestones)}")
-        if not (self.device in ("auto", "cpu", "cuda", "mps") or str(self.device).startswith("cuda:")):
-            raise ValueError(f"device must be one of ['auto', 'cpu', 'cuda', 'cuda:N', 'mps'], got {self.device!r}")
+        check_device(self.device)
         if self.freeze_encoder and not self.finetune_from:
             raise ValueError("freeze_encoder=True needs finetune_from (the run whose encoder is reused)")
+        if int(self.frozen_stages) < 0:
+            raise ValueError(f"frozen_stages must be >= 0 (encoder stages kept frozen), got {self.frozen_stages!r}")
+        if self.frozen_stages and not self.finetune_from:
+            raise ValueError(f"frozen_stages={self.frozen_stages} needs finetune_from (the weights the frozen stages "
+                             "keep: a run id, a state-dict file or torchvision:WEIGHTS)")
+        if self.frozen_stages and self.freeze_encoder:
+            raise ValueError("freeze_encoder=True already freezes every stage: leave frozen_stages at 0")
         return self

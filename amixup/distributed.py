@@ -5,7 +5,9 @@
 data-parallel: each process takes its share of every global batch, gradients are averaged by
 DDP, BatchNorm statistics are those of the global batch (``SyncBatchNorm`` on GPUs,
 :class:`GlobalBatchNorm2d` on CPUs, where ``SyncBatchNorm`` is not available), and only rank 0
-evaluates and writes checkpoints and records.
+evaluates and writes checkpoints and records. A checkpoint resumes only with the number of processes
+that wrote it. A last global batch smaller than the number of processes leaves some processes an empty
+share: they take part in the step with zero gradients, and the epoch's loss counts the images trained.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from .config import RunConfig
 from .metrics import (alignment, class_groups, neighborhood_uniformity, per_class_accuracy,
                       split_accuracy, uniformity)
 from .mixing import MixPolicy, mixup, random_permutation, resolve_spec
-from .models import SplitModel, build_model, from_torchvision_state
+from .models import TORCHVISION_ARCH, SplitModel, build_model, from_torchvision_state, torchvision_prefixes
 from .records import CorruptFileError, atomic_write_bytes, code_provenance, environment, read_record, write_record
 from .packing import (PackedStep, check_packable, checkpoint_states, pack_batches, pack_models, pack_optimizer_state,
                       per_run, unpack_state)
@@ -165,22 +165,91 @@ def load_checkpoint(path: Path, map_location, **kwargs) -> dict:
             "epoch, or pass overwrite=True (--overwrite) to start over") from exc
 
 
-def _load_encoder(model: SplitModel, source: str, results_dir: Path, device) -> str:
-    path = Path(source)
+def _run_record(results_dir: Path, run_id: str) -> Path | None:
+    """The record of ``run_id`` in ``results_dir`` (its folder, the experiment, starts the id), None if none."""
+    paths = (results_dir / run_id[:i] / f"{run_id}.json" for i, char in enumerate(run_id) if char == "-")
+    return next((path for path in paths if path.is_file()), None)
+
+
+def _encoder_source(source: str, results_dir: Path, model_name: str | None = None) -> Path:
+    """The checkpoint ``finetune_from`` names: a file, taken as it is, torchvision's weights ``torchvision:NAME``
+    for ``model_name`` (:func:`_torchvision_weights_file`), or the checkpoint of a finished run (one with a record)
+    of ``results_dir``; a ``ValueError`` naming ``finetune_from`` otherwise."""
+    if Path(source).is_file():
+        return Path(source)
+    if source.startswith(TORCHVISION_WEIGHTS):
+        return _torchvision_weights_file(source, model_name)
+    path = _checkpoint_path(results_dir, source)
+    usage = (f"finetune_from takes the run id of a finished run in {results_dir}, the path of a checkpoint or "
+             "state-dict file, or torchvision:NAME (torchvision's pretrained weights, e.g. IMAGENET1K_V1)")
     if not path.exists():
-        path = _checkpoint_path(results_dir, source)
-    if not path.exists():
-        raise FileNotFoundError(f"finetune_from={source!r}: no checkpoint at {source} or {path}")
+        raise ValueError(f"finetune_from={source!r}: there is no such file and no checkpoint {path}; {usage}")
+    if _run_record(results_dir, source) is None:
+        done = load_checkpoint(path, "cpu", mmap=True).get("epoch")
+        raise ValueError(f"finetune_from={source!r}: that run is not finished (its checkpoint {path} is at epoch "
+                         f"{done} and it has no record); finish it first (train it again: it resumes)")
+    return path
+
+
+#: ``finetune_from="torchvision:NAME"``: torchvision's pretrained weights NAME (e.g. IMAGENET1K_V1) of the model's
+#: torchvision network (models.TORCHVISION_ARCH), from torch's hub cache (downloaded there once).
+TORCHVISION_WEIGHTS = "torchvision:"
+
+
+def _torchvision_weights_file(source: str, model_name: str) -> Path:
+    """The file of torchvision's weights ``source`` for ``model_name`` in torch's hub cache, downloaded there if
+    missing; a ``ValueError`` naming ``finetune_from`` where the name does not exist or the download fails."""
+    import torchvision
+
+    arch = TORCHVISION_ARCH.get(model_name)
+    if arch is None:
+        raise ValueError(f"finetune_from={source!r}: torchvision weights fit the models {sorted(TORCHVISION_ARCH)}, "
+                         f"not {model_name!r}")
+    name = source[len(TORCHVISION_WEIGHTS):]
+    known = torchvision.models.get_model_weights(arch)
+    if name not in known.__members__:
+        raise ValueError(f"finetune_from={source!r}: torchvision's {arch} has the weights "
+                         f"{list(known.__members__)}, not {name!r}")
+    url = known[name].url
+    path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            torch.hub.download_url_to_file(url, str(path), progress=False)
+        except Exception as exc:  # offline, refused, interrupted: torch raises many kinds
+            raise ValueError(f"finetune_from={source!r}: {path} is not there and could not be downloaded from {url} "
+                             f"({type(exc).__name__}: {exc}); put that file there, or pass the path of a copy as "
+                             "finetune_from") from exc
+    return path
+
+
+def _load_encoder(model: SplitModel, source: str, results_dir: Path, device, model_name: str | None = None) -> str:
+    path = _encoder_source(source, Path(results_dir), model_name)
     state = load_checkpoint(path, device)
-    # an amixup checkpoint, or a plain torchvision ResNet state dict (e.g. ImageNet weights)
-    state = state["model"] if "model" in state else from_torchvision_state(state)
+    if "model" in state:  # an amixup checkpoint: the whole encoder
+        state = state["model"]
+        covered = ("stages.",)
+    else:  # a torchvision ResNet state dict (e.g. ImageNet weights): the stages it maps onto
+        prefixes = torchvision_prefixes(model)
+        state = from_torchvision_state(state, prefixes)
+        covered = tuple(p for p in prefixes.values() if p and p.startswith("stages."))
     encoder = {k: v for k, v in state.items() if k.startswith("stages.")}
-    missing = [k for k in model.state_dict() if k.startswith("stages.") and k not in encoder]
+    missing = [k for k in model.state_dict() if k.startswith(covered) and k not in encoder]
     if missing:
         raise ValueError(f"finetune_from={source!r} does not fit model {type(model).__name__}: "
                          f"{len(missing)} encoder tensors missing, e.g. {missing[0]!r}")
     model.load_state_dict(encoder, strict=False)
     return str(path)
+
+
+def _frozen_stages(model: SplitModel, config: RunConfig) -> torch.nn.ModuleList:
+    """The encoder stages that do not train: all with ``freeze_encoder``, else the first ``frozen_stages``."""
+    if config.freeze_encoder:
+        return model.stages
+    if config.frozen_stages >= len(model.stages):
+        raise ValueError(f"frozen_stages={config.frozen_stages}: {config.model} has {len(model.stages)} encoder "
+                         f"stages, so at most {len(model.stages) - 1} can be frozen (freeze_encoder=True freezes all)")
+    return model.stages[:config.frozen_stages]
 
 
 @dataclasses.dataclass
@@ -197,6 +266,7 @@ class _Run:
     scheduler: AMScheduler
     train_loader: TensorLoader
     encoder_source: str | None
+    world: int = 1                 # processes training the run
     history: list = dataclasses.field(default_factory=list)
     start_epoch: int = 0
     seconds: float = 0.0
@@ -211,13 +281,12 @@ def _build_run(config: RunConfig, spec, train_data, input_size: int, device, res
     model = build_model(config.model, train_data.num_classes, train_data.images.shape[1], input_size)
     encoder_source = None
     if config.finetune_from:
-        encoder_source = _load_encoder(model, config.finetune_from, results_dir, "cpu")
+        encoder_source = _load_encoder(model, config.finetune_from, results_dir, "cpu", config.model)
     if distributed:
         model = ddp.convert_batchnorm(model, device)
     model = model.to(device, memory_format=torch.channels_last)
-    if config.freeze_encoder:
-        for p in model.stages.parameters():
-            p.requires_grad_(False)
+    for p in _frozen_stages(model, config).parameters():
+        p.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
         optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
@@ -234,11 +303,32 @@ def _build_run(config: RunConfig, spec, train_data, input_size: int, device, res
                                 flip=config.flip, augmentation=config.augmentation, crop_size=config.crop_size,
                                 generator=device_gen, shuffle_generator=shuffle_gen, rank=rank, world_size=world)
     return _Run(config, model, optimizer, host_gen, device_gen, shuffle_gen, policy, AMScheduler(config.beta),
-                train_loader, encoder_source)
+                train_loader, encoder_source, world)
 
 
-def _restore(run: _Run, state: dict, rank: int = 0) -> None:
-    """Load a checkpoint's state into ``run``."""
+def _torch_rng_state(device: torch.device) -> dict:
+    """torch's global RNG state (what dropout draws from): the CPU one, and that of ``device`` on CUDA."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_torch_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"].cpu())
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
+def _restore(run: _Run, path: Path, device, rank: int = 0) -> None:
+    """Load the checkpoint at ``path`` into ``run``; a ``ValueError`` if it was written by another number of
+    processes (each one's data order and augmentation go on from it)."""
+    state = load_checkpoint(path, device)
+    written = state.get("world_size", len(state.get("rank_gens", [None])))  # older checkpoints: from their generators
+    if written != run.world:
+        raise ValueError(f"checkpoint {path} was written by {written} process(es) and cannot resume in {run.world}: "
+                         f"resume it with {written} (torchrun --nproc_per_node={written}; 1: without torchrun), or "
+                         "start over with overwrite=True (--overwrite) or a fresh results dir")
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["am"])
@@ -247,6 +337,8 @@ def _restore(run: _Run, state: dict, rank: int = 0) -> None:
     run.device_gen.set_state(state["device_gen"].cpu() if "rank_gens" not in state else state["rank_gens"][rank].cpu())
     if run.shuffle_gen is not None:
         run.shuffle_gen.set_state(state["shuffle_gen"].cpu())
+    if "torch_rng" in state:  # older checkpoints lack it (they resume as before)
+        _set_torch_rng_state(state["torch_rng"][rank], device)
     run.history, run.start_epoch, run.seconds = state["history"], state["epoch"], state["seconds"]
 
 
@@ -255,6 +347,7 @@ def _checkpoint_state(run: _Run, epoch: int, model_state: dict, optimizer_state:
         "epoch": epoch, "model": model_state, "optimizer": optimizer_state, "am": run.scheduler.state_dict(),
         "policy": run.policy.state_dict(), "host_gen": run.host_gen.get_state(),
         "device_gen": run.device_gen.get_state().cpu(), "history": run.history, "seconds": run.seconds,
+        "world_size": run.world,
     }
 
 
@@ -307,6 +400,8 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
     ckpt_path = _checkpoint_path(results_dir, run_id)
     if overwrite:
         ckpt_path.unlink(missing_ok=True)
+    if config.finetune_from:
+        _encoder_source(config.finetune_from, results_dir, config.model)  # before any data is loaded
 
     device = resolve_device(config.device)
     distributed = ddp.init_from_env(device.type)
@@ -355,7 +450,7 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
     batch_sizes = _batch_sizes(config, train_loader)
 
     if ckpt_path.exists():
-        _restore(run, load_checkpoint(ckpt_path, device), rank)
+        _restore(run, ckpt_path, device, rank)
     history = run.history
 
     evaluation = None
@@ -368,8 +463,7 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
         for group in optimizer.param_groups:
             group["lr"] = lr
         model.train()
-        if config.freeze_encoder:
-            model.stages.eval()  # frozen encoder: BatchNorm statistics stay those of pre-training
+        _frozen_stages(model, config).eval()  # frozen stages: BatchNorm statistics stay those they were given
         lam_epoch = scheduler.value
         if static is not None:  # the same step at fixed shapes, replayed as a CUDA graph on a GPU
             sums = static.run_epoch(batches, batch_sizes, lam_epoch, lr, host_gen)
@@ -379,8 +473,7 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
             correct_mixed = torch.zeros((), device=device, dtype=torch.long)
             correct_clean = torch.zeros((), device=device, dtype=torch.long)
             n_seen, n_clean = 0, 0
-            all_n = torch.zeros((), device=device)
-            for x, y in batches:
+            for step, (x, y) in enumerate(batches):
                 lam, layer = policy.draw(lam_epoch)
                 with autocast:
                     if policy.mixes:
@@ -396,12 +489,14 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
                     loss, dominant = policy.loss(logits.float(), y, lam, perm)
                     objective = loss
                     if distributed:  # DDP averages over processes: weight by this share of the global batch
-                        global_n = ddp.all_sum(all_n.fill_(len(y))).item()
-                        objective = loss * (len(y) * world / global_n)
+                        # an empty share (a last global batch smaller than the processes) has a NaN mean loss:
+                        # its objective is 0 with zero gradients, which DDP still averages with the others
+                        objective = loss * (len(y) * world / batch_sizes[step]) if len(y) else logits.sum()
                 optimizer.zero_grad(set_to_none=True)
                 objective.backward()
                 optimizer.step()
-                loss_sum += loss.detach() * len(y)
+                if len(y):
+                    loss_sum += loss.detach() * len(y)
                 correct_mixed += (logits.detach().argmax(1) == dominant).sum()
                 n_seen += len(y)
                 if clean is not None:
@@ -421,6 +516,7 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
         entry["seconds"] = run.seconds
         history.append(entry)
         state = _checkpoint_state(run, epoch + 1, model.state_dict(), optimizer.state_dict())
+        state["torch_rng"] = ddp.gather_objects(_torch_rng_state(device))  # per process, in rank order
         if distributed:
             state["rank_gens"] = ddp.gather_objects(run.device_gen.get_state().cpu())
             state["shuffle_gen"] = run.shuffle_gen.get_state().cpu()
@@ -467,6 +563,8 @@ def train_packed(configs, results_dir=DEFAULT_RESULTS_DIR, *, progress: bool = T
     if todo:
         if ddp.is_distributed() or int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise ValueError("train_packed trains in one process; distributed runs use train() (pack=1)")
+        if configs[0].finetune_from:  # the same in every packed run
+            _encoder_source(configs[0].finetune_from, results_dir, configs[0].model)
         _train_pack([configs[i] for i in todo], results_dir, progress,
                     (lambda j, epoch, entry: on_epoch_end(todo[j], epoch, entry)) if on_epoch_end else None)
     return [read_record(record_path(c, results_dir)) for c in configs]
@@ -483,7 +581,7 @@ def _train_pack(configs, results_dir: Path, progress: bool, on_epoch_end) -> Non
     checkpoints = [_checkpoint_path(results_dir, c.run_id()) for c in configs]
     for run, path in zip(runs, checkpoints):
         if path.exists():
-            _restore(run, load_checkpoint(path, device))
+            _restore(run, path, device)
     shared = dict(spec=spec, data=(train_data, test_data, full_counts), input_size=input_size, device=device,
                   results_dir=results_dir, progress=progress)
     for start in sorted({run.start_epoch for run in runs}):  # checkpoints at different epochs: a pack each, in turn
@@ -541,7 +639,7 @@ def _train_runs(runs: list[_Run], checkpoints: list[Path], *, spec, data, input_
             run.seconds += elapsed
             entry["seconds"] = run.seconds
             run.history.append(entry)
-            if saving:
+            if saving:  # no torch RNG state: packed models have no dropout, nothing draws from it
                 _save_checkpoint(checkpoints[k], _checkpoint_state(run, epoch + 1, model_states[k], optimizer_states[k]))
         bar.set_postfix(_postfix(entries[0], spec))
         if on_epoch_end is not None:

@@ -137,7 +137,9 @@ def table4_configs(profile: str, methods=METHODS, seeds=(0,), networks=tuple(TAB
 
 def table5_configs(profile: str, methods=METHODS, seeds=(0,), beta: float = TABLE5_BETA, device: str = "auto",
                    **overrides) -> list[RunConfig]:
-    """Table 5: ResNet-152 on Places-LT, per method and seed (AM-mixup beta 0.1 as in the paper)."""
+    """Table 5: Places-LT, per method and seed (AM-mixup beta 0.1 as in the paper), with the cited setup's
+    network: a frozen ImageNet ResNet-152 and a new bottleneck block (``recipes.PLACES_LT``; ``finetune_from``
+    in ``overrides`` names other ImageNet weights, e.g. a file when offline)."""
     return [make_config("places_lt", profile, method=m, seed=s, beta=beta, device=device,
                         experiment="table5", **overrides)
             for m in methods for s in seeds]

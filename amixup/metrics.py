@@ -58,7 +58,12 @@ INDEX_SPLITS = {
 
 def groups_by_counts(train_counts, many_threshold: int = 100, few_threshold: int = 20) -> dict[str, list[int]]:
     """many: more than ``many_threshold`` training images; few: fewer than ``few_threshold``;
-    median: the rest (ImageNet-LT: 100 / 20; Mini-CIFAR-LT: 1000 / 200)."""
+    median: the rest (ImageNet-LT: 100 / 20; Mini-CIFAR-LT: 1000 / 200). ``ValueError`` unless
+    ``few_threshold < many_threshold`` (otherwise a class could be both many and few)."""
+    if not few_threshold < many_threshold:
+        raise ValueError(f"few_threshold must be < many_threshold (few: fewer than few_threshold training images, "
+                         f"many: more than many_threshold), got few_threshold={few_threshold!r}, "
+                         f"many_threshold={many_threshold!r}")
     counts = [int(n) for n in train_counts]
     return {
         "many": [c for c, n in enumerate(counts) if n > many_threshold],
@@ -70,8 +75,9 @@ def groups_by_counts(train_counts, many_threshold: int = 100, few_threshold: int
 def groups_by_index(num_classes: int) -> dict[str, list[int]]:
     """The fixed class-index ranges the paper inherits from MiSLAS for CIFAR-10/100-LT."""
     if num_classes not in INDEX_SPLITS:
-        raise ValueError(f"index splits are defined for {sorted(INDEX_SPLITS)} classes, got {num_classes}; "
-                         "use split_convention='counts'")
+        raise ValueError(f"split_convention='index' (the MiSLAS CIFAR-LT class-index splits) needs a dataset of "
+                         f"{' or '.join(map(str, sorted(INDEX_SPLITS)))} classes, but this one has {num_classes}; "
+                         "use split_convention='counts' (groups by many_threshold and few_threshold)")
     return {name: list(r) for name, r in INDEX_SPLITS[num_classes].items()}
 
 

@@ -199,14 +199,21 @@ _TORCHVISION_PREFIXES = {"conv1.": "stages.0.0.", "bn1.": "stages.0.1.", "layer1
                          "layer2.": "stages.1.", "layer3.": "stages.2.", "layer4.": "stages.3.0.", "fc.": "head."}
 
 
-def from_torchvision_state(state: dict) -> dict:
-    """A torchvision ResNet-50/101/152 ``state_dict`` (e.g. ImageNet weights) renamed for the SplitModel."""
+def torchvision_prefixes(model: nn.Module) -> dict[str, str | None]:
+    """How a torchvision ResNet ``state_dict``'s prefixes map onto ``model`` (None: not used)."""
+    return getattr(model, "torchvision_prefixes", _TORCHVISION_PREFIXES)
+
+
+def from_torchvision_state(state: dict, prefixes: dict[str, str | None] = _TORCHVISION_PREFIXES) -> dict:
+    """A torchvision ResNet-50/101/152 ``state_dict`` (e.g. ImageNet weights) renamed for the SplitModel
+    (``prefixes``: :func:`torchvision_prefixes` of the model; tensors mapped to None are left out)."""
     out = {}
     for key, value in state.items():
-        prefix = next((p for p in _TORCHVISION_PREFIXES if key.startswith(p)), None)
+        prefix = next((p for p in prefixes if key.startswith(p)), None)
         if prefix is None:
             raise ValueError(f"not a torchvision ResNet state dict: unexpected key {key!r}")
-        out[_TORCHVISION_PREFIXES[prefix] + key[len(prefix):]] = value
+        if prefixes[prefix] is not None:
+            out[prefixes[prefix] + key[len(prefix):]] = value
     return out
 
 
@@ -226,6 +233,38 @@ def resnet101(num_classes: int, in_channels: int = 3) -> SplitModel:
 def resnet152(num_classes: int, in_channels: int = 3) -> SplitModel:
     """torchvision ResNet-152 (see _torchvision_resnet), 2048-d feature."""
     return _torchvision_resnet(152, num_classes, in_channels)
+
+
+#: The torchvision network whose pretrained weights (``finetune_from="torchvision:NAME"``) fit each model.
+TORCHVISION_ARCH = {"resnet50": "resnet50", "resnet101": "resnet101", "resnet152": "resnet152",
+                    "resnet152_places": "resnet152"}
+
+
+class PlacesResNet(SplitModel):
+    """The Places-LT network of the paper's cited setup (MiSLAS stage 1, after Decoupling): a torchvision
+    ResNet-152 trunk (conv1 to layer4; ImageNet weights through ``finetune_from``, kept frozen with
+    ``frozen_stages=1``), one new bottleneck block (2048 -> 512 -> 2048 channels), global average pooling and
+    the linear head. Mixing layers: 0 the input, 1 the trunk's output (the new block's input), 2 the pooled
+    feature; manifold mixup draws from 0 and 1."""
+
+    manifold_layers = (0, 1)
+    torchvision_prefixes = {"conv1.": "stages.0.0.", "bn1.": "stages.0.1.", "layer1.": "stages.0.4.",
+                            "layer2.": "stages.0.5.", "layer3.": "stages.0.6.", "layer4.": "stages.0.7.",
+                            "fc.": None}  # ImageNet's classifier is not Places'
+
+
+@register_model("resnet152_places")
+def resnet152_places(num_classes: int, in_channels: int = 3) -> PlacesResNet:
+    """:class:`PlacesResNet` (random init here; the recipe loads ImageNet weights into the trunk)."""
+    from torchvision.models.resnet import Bottleneck
+
+    net = _torchvision_resnet(152, num_classes, in_channels)
+    trunk = nn.Sequential(*net.stages[0], net.stages[1], net.stages[2], net.stages[3][0])
+    block = Bottleneck(2048, 512)  # torchvision's initialisation of a bottleneck (kaiming normal, BN 1 / 0)
+    for m in block.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    return PlacesResNet([trunk, nn.Sequential(block, nn.AdaptiveAvgPool2d(1), nn.Flatten())], net.head)
 
 
 class FastDropout(nn.Module):

@@ -140,8 +140,8 @@ def check_packable(configs: list[RunConfig]) -> list[RunConfig]:
         raise ValueError(f"packed runs must be distinct; {len(ids) - len(set(ids))} repeated")
     if configs[0].optimizer != "sgd":
         raise ValueError(f"packing needs optimizer='sgd', got {configs[0].optimizer!r}; use pack=1")
-    if configs[0].freeze_encoder:
-        raise ValueError("packing needs a trainable encoder (freeze_encoder=False); use pack=1")
+    if configs[0].freeze_encoder or configs[0].frozen_stages:
+        raise ValueError("packing needs a trainable encoder (freeze_encoder=False, frozen_stages=0); use pack=1")
     problem = _model_problem(configs[0].model)
     if problem:
         raise ValueError(problem)

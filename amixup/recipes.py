@@ -57,11 +57,14 @@ IMAGENET_LT = dict(
     beta_per_model=TABLE4_BETA,  # make_config: the beta of the chosen model unless beta is given
 )
 
-#: Places-LT (Table 5): the paper names no network; ResNet-152 as in its cited setups (MiSLAS,
-#: Decoupling), which start from ImageNet weights: pass a torchvision state-dict file as
-#: ``finetune_from`` to do the same (the recipe itself starts from random weights).
-PLACES_LT = dict(IMAGENET_LT, dataset="places_lt", model="resnet152", epochs=90, beta=TABLE5_BETA,
-                 beta_per_model={})
+#: Places-LT (Table 5): the paper names no network and borrows "the same settings as [10]" (MiSLAS), whose
+#: stage 1 on Places-LT keeps an ImageNet-pretrained ResNet-152 frozen (eval mode, no gradient) and trains one
+#: new bottleneck block and the classifier on its features (``models.resnet152_places``, ``frozen_stages=1``).
+#: ``finetune_from="torchvision:IMAGENET1K_V1"`` loads torchvision's ImageNet weights into the trunk (downloaded
+#: once into torch's hub cache; offline, pass the weights file's path instead). ``model="resnet152",
+#: frozen_stages=0, finetune_from=None`` trains a whole ResNet-152 from random weights instead.
+PLACES_LT = dict(IMAGENET_LT, dataset="places_lt", model="resnet152_places", epochs=90, beta=TABLE5_BETA,
+                 beta_per_model={}, frozen_stages=1, finetune_from="torchvision:IMAGENET1K_V1")
 
 #: Section 4.3 / Appendix A.3 (after Chen et al. 2022, the paper's [5]): stage 1 trains the ViT encoder
 #: on the coarse labels with the method; AdamW lr 3e-4 without weight decay, cosine annealing with

@@ -63,10 +63,43 @@ def test_all_table7_rows_are_configurations():
     (dict(augmentation="autoaugment"), r"augmentation must be one of \['crop_flip', 'resized_crop_flip'\]"),
     (dict(crop_size=0), "crop_size must be >= 1"),
     (dict(warmup_epochs=3, epochs=3), r"warmup_epochs must lie in \[0, epochs=3\), got 3"),
+    # each of these passed validate() and then failed at the first batch or in the optimizer, or gave wrong numbers
+    (dict(crop_padding=-1), r"crop_padding must be >= 0 .*got -1"),
+    (dict(momentum=-1.0), r"momentum must lie in \[0, 1\), got -1.0"),
+    (dict(momentum=1.5), r"momentum must lie in \[0, 1\), got 1.5"),
+    (dict(weight_decay=-5.0), "weight_decay must be >= 0, got -5.0"),
+    (dict(step_size=-1), r"step_size must be >= 0 epochs \(0: unused\), got -1"),
+    (dict(seed=-3), r"seed must lie in \[0, 2\*\*63\), got -3"),
+    (dict(subsample_seed=-1), r"subsample_seed must lie in \[0, 2\*\*63\), got -1"),
+    (dict(lr=float("inf")), "lr must be a finite number, got inf"),
+    (dict(alpha=float("nan")), "alpha must be a finite number, got nan"),
+    (dict(imb_factor=float("inf")), "imb_factor must be a finite number, got inf"),
+    (dict(device="cuda:x"), r"device must be one of \['auto', 'cpu', 'cuda', 'cuda:N', 'mps'\].*got 'cuda:x'"),
+    (dict(device="cuda:-1"), r"device must be one of .*got 'cuda:-1'"),
+    (dict(device="cuda:"), r"device must be one of .*got 'cuda:'"),
+    (dict(many_threshold=5, few_threshold=20),
+     r"0 <= few_threshold < many_threshold .*few_threshold=20, many_threshold=5"),
+    (dict(many_threshold=20, few_threshold=20),
+     r"few_threshold < many_threshold .*few_threshold=20, many_threshold=20"),
+    (dict(few_threshold=-1), r"0 <= few_threshold < many_threshold .*few_threshold=-1"),
+    (dict(split_convention="index"), r"split_convention='index' .*10 or 100 classes, but 'mini_cifar_lt' has 4; "
+                                     r"use split_convention='counts'"),
+    (dict(split_convention="index", dataset="cifar100_coarse"), r"split_convention='index' .*'cifar100_coarse' has 20"),
 ])
 def test_bad_parameters_fail_with_a_clear_error(override, message):
     with pytest.raises(ValueError, match=message):
         make_config("motivation", **override)
+
+
+def test_edge_values_that_are_fine_still_validate():
+    for device in ("auto", "cpu", "cuda", "cuda:0", "cuda:7", "mps"):  # need not exist on this machine
+        assert make_config("motivation", device=device).device == device
+    c = make_config("motivation", momentum=0.0, weight_decay=0.0, crop_padding=0, seed=0, few_threshold=0,
+                    many_threshold=1)
+    assert (c.momentum, c.weight_decay, c.crop_padding, c.few_threshold) == (0.0, 0.0, 0, 0)
+    assert make_config("cifar_lt", dataset="cifar10_lt", imb_factor=100).split_convention == "index"
+    assert make_config("cifar_lt", dataset="cifar100_lt", imb_factor=100).split_convention == "index"
+    assert make_config("motivation", split_convention="index", dataset="cifar10").dataset == "cifar10"
 
 
 def test_unknown_recipe_profile_and_field():
@@ -99,7 +132,8 @@ def test_large_scale_lt_recipes_follow_the_paper_and_its_cited_setup():
     assert (i.epochs, i.batch_size, i.lr, i.augmentation, i.crop_size) == (180, 256, 0.1, "resized_crop_flip", 224)
     assert (i.split_convention, i.many_threshold, i.few_threshold) == ("counts", 100, 20)
     p = make_config("places_lt")
-    assert (p.dataset, p.model, p.epochs, p.beta, p.alpha) == ("places_lt", "resnet152", 90, 0.1, 0.2)
+    assert (p.dataset, p.model, p.epochs, p.beta, p.alpha) == ("places_lt", "resnet152_places", 90, 0.1, 0.2)
+    assert (p.frozen_stages, p.finetune_from) == (1, "torchvision:IMAGENET1K_V1")  # MiSLAS: frozen ImageNet trunk
     from amixup.experiments import table4_configs, table5_configs
     betas = {(c.model, c.method): c.beta for c in table4_configs("paper")}
     assert betas[("resnet50", "am_mixup")] == 0.34 and betas[("resnet101", "am_mixup")] == 0.5

@@ -3,26 +3,33 @@
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 
-from amixup.engine import record_path, train
+from amixup.engine import _checkpoint_path, load_data, record_path, train
 from amixup.recipes import make_config
 from amixup.records import read_record
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def torchrun(results_dir, overrides: dict, nproc: int = 2):
-    method = overrides.pop("method")
-    sets = [arg for k, v in overrides.items() for arg in ("--set", f"{k}={v!r}")]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "amixup", "train", "--recipe", "motivation", "--profile", "smoke", "--method", method,
-           "--experiment", "ddp", "--results-dir", str(results_dir), *sets]
+def launch(args: list, nproc: int = 2, ok: bool = True) -> subprocess.CompletedProcess:
+    """``torchrun --nproc_per_node=nproc args`` on the CPU; it must succeed unless ``ok=False``."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert (done.returncode == 0) == ok, done.stderr[-3000:]
+    return done
+
+
+def torchrun(results_dir, overrides: dict, nproc: int = 2, ok: bool = True) -> subprocess.CompletedProcess:
+    method = overrides.pop("method")
+    sets = [arg for k, v in overrides.items() for arg in ("--set", f"{k}={v!r}")]
+    return launch(["-m", "amixup", "train", "--recipe", "motivation", "--profile", "smoke", "--method", method,
+                   "--experiment", "ddp", "--results-dir", str(results_dir), *sets], nproc, ok)
 
 
 def params(results_dir, config):
@@ -53,3 +60,60 @@ def test_ddp_ranks_stay_identical_over_several_mixed_steps(data_env, tmp_path):
     assert rec["distributed"]["ranks_in_sync"] is True
     assert rec["lambda_trajectory"][0] == 1.0 and rec["lambda_trajectory"][1] < 1.0
     assert len(rec["history"]) == 2 and rec["history"][-1]["test_all"] is not None
+
+
+def test_a_global_batch_smaller_than_the_processes_trains_like_one_process(data_env, tmp_path):
+    # n images in batches of n - 1: the last global batch has one image, so process 1's share of it is empty
+    overrides = dict(train_subset=129, test_subset=64, epochs=1, crop_padding=0, flip=False)
+    n = len(load_data(make_config("motivation", "smoke", method="ce", **overrides))[0])
+    config = make_config("motivation", "smoke", method="ce", experiment="ddp", batch_size=n - 1, **overrides)
+    single = train(config, tmp_path / "single", progress=False)
+    script = tmp_path / "count_syncs.py"  # counts ddp.all_sum: once per epoch (its totals), not per batch
+    script.write_text(textwrap.dedent(f"""
+        from amixup import distributed as ddp
+        from amixup.config import RunConfig
+        from amixup.engine import train
+        calls, all_sum = [], ddp.all_sum
+        ddp.all_sum = lambda t: calls.append(1) or all_sum(t)
+        train(RunConfig.from_dict({config.to_dict()!r}), {str(tmp_path / 'ddp')!r}, progress=False)
+        print("all_sum calls:", len(calls))
+        ddp.shutdown()
+    """))
+    done = launch([str(script)])
+    assert done.stdout.count("all_sum calls: 1\n") == 2
+    rec = read_record(record_path(config, tmp_path / "ddp"))
+    assert rec["distributed"]["ranks_in_sync"] is True
+    assert rec["history"][0]["train_loss"] == pytest.approx(single["history"][0]["train_loss"], rel=1e-4)
+    # a step on one image: BatchNorm over one image amplifies rounding (the step moves weights by 1e-3 to 1e-1)
+    a, b = params(tmp_path / "single", config), params(tmp_path / "ddp", config)
+    for key in a:
+        assert torch.allclose(a[key].double(), b[key].double(), rtol=1e-3, atol=2e-3), key
+
+
+def test_a_checkpoint_resumes_only_with_the_number_of_processes_that_wrote_it(data_env, tmp_path):
+    overrides = dict(train_subset=128, test_subset=64, epochs=1)
+    config = make_config("motivation", "smoke", method="ce", experiment="ddp", **overrides)
+
+    def drop(results_dir, *keys):
+        """Remove ``keys`` from the run's checkpoint, as in one written before they were kept."""
+        ckpt = _checkpoint_path(results_dir, config.run_id())
+        state = torch.load(ckpt, weights_only=True)
+        for key in keys:
+            del state[key]
+        torch.save(state, ckpt)
+
+    train(config, tmp_path / "one", progress=False)
+    record_path(config, tmp_path / "one").unlink()  # the run resumes from its last-epoch checkpoint
+    drop(tmp_path / "one", "world_size", "torch_rng")  # older: no generators of several processes, so 1
+    done = torchrun(tmp_path / "one", {"method": "ce", **overrides}, ok=False)
+    assert "was written by 1 process(es) and cannot resume in 2" in done.stderr
+    torchrun(tmp_path / "two", {"method": "ce", **overrides})
+    record_path(config, tmp_path / "two").unlink()
+    refused = r"written by 2 process\(es\) and cannot resume in 1: resume it with 2 \(torchrun --nproc_per_node=2"
+    with pytest.raises(ValueError, match=refused):
+        train(config, tmp_path / "two", progress=False)
+    drop(tmp_path / "two", "world_size")  # older: the number of processes is that of its generators
+    with pytest.raises(ValueError, match=refused):
+        train(config, tmp_path / "two", progress=False)
+    torchrun(tmp_path / "two", {"method": "ce", **overrides})  # the same number of processes resumes
+    assert read_record(record_path(config, tmp_path / "two"))["distributed"]["world_size"] == 2

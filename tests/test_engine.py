@@ -35,6 +35,14 @@ def comparable(record):
     return rec
 
 
+def crash_after(n):
+    """An ``on_epoch_end`` that interrupts the run after epoch ``n`` (its checkpoint saved)."""
+    def crash(epoch, entry):
+        if epoch == n:
+            raise KeyboardInterrupt
+    return crash
+
+
 @pytest.mark.parametrize("method", ["ce", "mixup", "manifold_mixup", "am_mixup"])
 def test_smoke_run_of_each_method_writes_a_full_record(method, data_env, tmp_path):
     config = smoke(method)
@@ -91,13 +99,8 @@ def test_existing_record_is_returned_not_retrained(data_env, tmp_path, monkeypat
 def test_interrupted_run_resumes_to_the_same_record(data_env, tmp_path):
     config = smoke("am_mixup", epochs=3)
     reference = train(config, tmp_path / "ref", progress=False)
-
-    def crash(epoch, entry):
-        if epoch == 2:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        train(config, tmp_path / "run", progress=False, on_epoch_end=crash)
+        train(config, tmp_path / "run", progress=False, on_epoch_end=crash_after(2))
     assert not engine.record_path(config, tmp_path / "run").exists()
     report = missing_report([config], tmp_path / "run")
     assert report["status"].tolist() == ["running or interrupted: 2 of 3 epochs done (resumes from its checkpoint)"]
@@ -106,6 +109,51 @@ def test_interrupted_run_resumes_to_the_same_record(data_env, tmp_path):
     assert epochs_run == [3]
     assert comparable(resumed) == comparable(reference)
     assert missing_report([config], tmp_path / "run").empty
+
+
+def test_interrupted_vit_run_resumes_to_the_same_record(data_env, tmp_path):
+    # the ViT's dropout draws from torch's global RNG: the checkpoint keeps its state
+    config = make_config("coarse_to_fine", "smoke", dataset="cifar10_coarse", method="ce", experiment="test",
+                         train_subset=128, test_subset=64)
+    reference = train(config, tmp_path / "ref", progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "run", progress=False, on_epoch_end=crash_after(1))
+    resumed = train(config, tmp_path / "run", progress=False)
+    assert comparable(resumed) == comparable(reference)
+
+
+def test_a_checkpoint_without_rng_or_world_size_still_resumes(data_env, tmp_path):
+    config = smoke("mixup", epochs=2)
+    reference = train(config, tmp_path / "ref", progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "run", progress=False, on_epoch_end=crash_after(1))
+    ckpt = engine._checkpoint_path(tmp_path / "run", config.run_id())
+    state = torch.load(ckpt, weights_only=True)
+    assert state["world_size"] == 1 and len(state["torch_rng"]) == 1
+    del state["world_size"], state["torch_rng"]  # as written before they were kept
+    torch.save(state, ckpt)
+    assert comparable(train(config, tmp_path / "run", progress=False)) == comparable(reference)
+
+
+def test_finetune_from_needs_a_finished_run_and_says_so_before_training(data_env, tmp_path, monkeypatch):
+    coarse = make_config("motivation", "smoke", dataset="mini_cifar_coarse", method="ce", experiment="test",
+                         **SMOKE)
+    with pytest.raises(KeyboardInterrupt):
+        train(coarse, tmp_path, progress=False, on_epoch_end=crash_after(1))
+    monkeypatch.setattr(engine, "load_data", lambda *_: pytest.fail("training started"))
+
+    def fine(source, **kw):
+        return make_config("motivation_finetune", "smoke", dataset="mini_cifar", experiment="test",
+                           finetune_from=source, **SMOKE, **kw)
+
+    unfinished = rf"finetune_from='{coarse.run_id()}': that run is not finished .* at epoch 1 "
+    with pytest.raises(ValueError, match=unfinished):
+        train(fine(coarse.run_id()), tmp_path, progress=False)
+    packable = [fine(coarse.run_id(), freeze_encoder=False, optimizer="sgd", seed=s) for s in (0, 1)]
+    with pytest.raises(ValueError, match=unfinished):
+        engine.train_packed(packable, tmp_path, progress=False)
+    with pytest.raises(ValueError, match="finetune_from='test-nothing': there is no such file and no checkpoint"):
+        train(fine("test-nothing"), tmp_path, progress=False)
 
 
 def test_missing_report_names_runs_whose_data_is_not_here(tmp_path, monkeypatch):

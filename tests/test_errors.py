@@ -69,6 +69,47 @@ def test_cuda_device_without_cuda_is_a_command_line_error(monkeypatch, capsys):
     assert len(err.strip().splitlines()[-1]) > 0 and err.count("error:") == 1
 
 
+@pytest.mark.parametrize("setting, message", [
+    ("device=cuda:x", "device must be one of ['auto', 'cpu', 'cuda', 'cuda:N', 'mps'] (N: a GPU index >= 0), "
+                      "got 'cuda:x'"),
+    ("crop_padding=-1", "crop_padding must be >= 0"),
+    ("momentum=-1", "momentum must lie in [0, 1), got -1"),
+    ("weight_decay=-5", "weight_decay must be >= 0, got -5"),
+    ("many_threshold=5", "few_threshold and many_threshold must satisfy 0 <= few_threshold < many_threshold"),
+    ("split_convention=index", "split_convention='index' (the MiSLAS CIFAR-LT class-index splits) needs a dataset "
+                               "of 10 or 100 classes, but 'mini_cifar_lt' has 4; use split_convention='counts'"),
+])
+def test_bad_values_are_command_line_errors_before_any_data_is_loaded(monkeypatch, capsys, setting, message):
+    monkeypatch.setattr(engine, "load_data", lambda *_: pytest.fail("data was loaded"))
+    with pytest.raises(SystemExit) as info:
+        cli(["train", "--profile", "smoke", "--set", setting])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("device, gpus, message", [
+    ("cuda:1", 1, "device 'cuda:1' was asked for but 1 CUDA device(s) are visible (cuda:0 to cuda:0)"),
+    ("mps", 0, "device 'mps' was asked for but MPS is not available here"),
+])
+def test_a_device_this_machine_lacks_is_a_command_line_error(monkeypatch, capsys, device, gpus, message):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(engine, "load_data", lambda *_: pytest.fail("data was loaded"))
+    with pytest.raises(SystemExit) as info:
+        cli(["train", "--profile", "smoke", "--set", f"device={device}"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and message in err and "Traceback" not in err
+
+
+def test_index_split_on_a_dataset_of_unknown_class_count_names_the_convention(tiny, tmp_path):
+    config = tiny(split_convention="index")  # a registered dataset: its class count is known once loaded
+    with pytest.raises(ValueError, match=r"split_convention='index' .*10 or 100 classes, but this one has 2; "
+                                         r"use split_convention='counts'"):
+        train(config, tmp_path, progress=False)
+
+
 def test_corrupt_checkpoint_names_the_file_and_is_kept(tiny, tmp_path, capsys):
     config = tiny()
     ckpt = tmp_path / "runs" / "checkpoints" / f"{config.run_id()}.pt"

@@ -192,3 +192,88 @@ def test_finetune_from_a_torchvision_state_dict(tmp_path, cache, monkeypatch):
     assert model.head.weight.shape == (365, 2048)  # the head is new
     with pytest.raises(ValueError, match="does not fit model"):
         _load_encoder(build_model("resnet101", 365), str(path), tmp_path, "cpu")
+
+
+def _imagenet_weights(monkeypatch, tmp_path, arch="resnet152"):
+    """torch's hub cache in tmp_path, and a 'download' that writes a random torchvision ``arch`` state dict (the
+    network at its seeded initialisation); returns that state dict."""
+    import torchvision
+
+    torch.manual_seed(123)
+    state = getattr(torchvision.models, arch)(weights=None).state_dict()
+    fetched = []
+
+    def download(url, dst, **kwargs):
+        fetched.append(url)
+        torch.save(state, dst)
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
+    return state, fetched
+
+
+def test_places_lt_recipe_is_the_cited_setup_a_frozen_imagenet_trunk(tmp_path, cache, monkeypatch):
+    """MiSLAS on Places-LT: ImageNet ResNet-152 frozen (weights and BatchNorm statistics), a new bottleneck block
+    and the classifier trained; the weights come from torchvision:IMAGENET1K_V1 (fetched once into the hub cache)."""
+    from amixup.engine import train
+    from amixup.experiments import table5_configs
+
+    places = tmp_path / "places"
+    lines = write_images(places)
+    write_list(places / "Places_LT_train.txt", lines * 4)
+    write_list(places / "Places_LT_test.txt", lines)
+    monkeypatch.setenv("AMIXUP_PLACES_LT_ROOT", str(places))
+    imagenet, fetched = _imagenet_weights(monkeypatch, tmp_path)
+    (config,) = table5_configs("smoke", methods=["am_mixup"], epochs=1, crop_size=32, batch_size=8)
+    assert (config.model, config.frozen_stages, config.finetune_from) == \
+        ("resnet152_places", 1, "torchvision:IMAGENET1K_V1")
+    results = tmp_path / "results"
+    rec = train(config, results, progress=False)
+    assert len(fetched) == 1 and fetched[0].endswith(".pth") and rec["finetuned_from"].endswith(".pth")
+    state = torch.load(next((results / "checkpoints").glob("*.pt")), weights_only=True)["model"]
+    trunk = {k[len("stages.0."):]: v for k, v in state.items() if k.startswith("stages.0.")}
+    from amixup.models import build_model, from_torchvision_state, torchvision_prefixes
+    fresh = build_model("resnet152_places", 365)
+    loaded = {k[len("stages.0."):]: v for k, v in
+              from_torchvision_state(imagenet, torchvision_prefixes(fresh)).items()}
+    assert trunk.keys() == loaded.keys()
+    assert all(torch.equal(trunk[k], loaded[k]) for k in trunk)  # frozen: weights and running statistics
+    fresh_state = fresh.state_dict()
+    changed = [k for k, v in state.items() if k.startswith(("stages.1.", "head.")) and v.is_floating_point()
+               and not torch.equal(v, fresh_state[k])]
+    assert "stages.1.0.conv2.weight" in changed and "head.weight" in changed
+    assert rec["config"]["frozen_stages"] == 1
+    static = train(config.__class__.from_dict({**config.to_dict(), "step_mode": "static"}), tmp_path / "static",
+                   progress=False)  # the fixed-shape step (a CUDA graph on a GPU) trains the same parameters
+    assert static["history"][0]["train_loss"] == pytest.approx(rec["history"][0]["train_loss"], rel=1e-4)
+    assert len(fetched) == 1  # the weights come from the hub cache now
+
+
+def test_torchvision_weights_named_wrong_or_out_of_reach_are_clear_errors(tmp_path, cache, monkeypatch):
+    from amixup.engine import _encoder_source, train
+    from amixup.recipes import make_config
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+    def offline(url, dst, **kwargs):
+        raise OSError("no route to host")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(ValueError, match=r"finetune_from='torchvision:IMAGENET1K_V1': .* could not be downloaded "
+                                         r"from https://.*no route to host.*pass the path of a copy"):
+        train(make_config("places_lt", "smoke"), tmp_path / "results")  # before any data: none is there
+    with pytest.raises(ValueError, match=r"has the weights \['IMAGENET1K_V1', 'IMAGENET1K_V2', 'DEFAULT'\], not 'IMAGENET'"):
+        _encoder_source("torchvision:IMAGENET", tmp_path, "resnet152_places")
+    with pytest.raises(ValueError, match="torchvision weights fit the models"):
+        _encoder_source("torchvision:IMAGENET1K_V1", tmp_path, "resnet32")
+    with pytest.raises(ValueError, match="frozen_stages=1 needs finetune_from"):
+        make_config("places_lt", finetune_from=None)
+    with pytest.raises(ValueError, match="frozen_stages must be >= 0"):
+        make_config("places_lt", frozen_stages=-1)
+    from amixup.engine import _frozen_stages
+    from amixup.models import build_model
+    from amixup.packing import check_packable
+    with pytest.raises(ValueError, match="resnet152_places has 2 encoder stages, so at most 1 can be frozen"):
+        _frozen_stages(build_model("resnet152_places", 3), make_config("places_lt", frozen_stages=2))
+    with pytest.raises(ValueError, match="packing needs a trainable encoder"):
+        check_packable([make_config("places_lt", seed=0), make_config("places_lt", seed=1)])

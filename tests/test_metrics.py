@@ -47,6 +47,17 @@ def test_count_threshold_splits_mini_cifar_lt_and_imagenet_lt():
     assert groups_by_counts([101, 100, 20, 19], 100, 20) == {"many": [0], "median": [1, 2], "few": [3]}
 
 
+def test_count_thresholds_that_would_put_a_class_in_two_groups_are_refused():
+    # many: > many_threshold, few: < few_threshold; with many 5 and few 20, a class of 10 was both many and few
+    for many, few in ((5, 20), (20, 20)):
+        with pytest.raises(ValueError, match=f"few_threshold must be < many_threshold .*few_threshold={few}, "
+                                             f"many_threshold={many}"):
+            groups_by_counts([10, 500], many, few)
+    with pytest.raises(ValueError, match="few_threshold must be < many_threshold"):
+        class_groups("counts", [10, 500], 5, 20)
+    assert groups_by_counts([10, 500, 20], 20, 19) == {"many": [1], "median": [2], "few": [0]}
+
+
 def test_count_thresholds_leave_cifar10_lt_without_few_class():
     from amixup.data import longtail_counts
     counts = longtail_counts(5000, 10, 100)
@@ -58,8 +69,11 @@ def test_index_splits_of_mislas():
     g = groups_by_index(100)
     assert (len(g["many"]), len(g["median"]), len(g["few"])) == (36, 35, 29)
     assert g["median"][0] == 36 and g["few"][0] == 71
-    with pytest.raises(ValueError, match="split_convention='counts'"):
+    with pytest.raises(ValueError, match=r"split_convention='index' .*10 or 100 classes, but this one has 4; "
+                                         r"use split_convention='counts'"):
         groups_by_index(4)
+    with pytest.raises(ValueError, match="split_convention='index' .*has 2; use split_convention='counts'"):
+        class_groups("index", [20, 20])
     with pytest.raises(ValueError, match="split_convention must be one of"):
         class_groups("median", [1, 2])
 

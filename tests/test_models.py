@@ -181,3 +181,18 @@ def test_table8_mixing_at_every_manifold_layer(name):
             assert (clean is not None) == (layer == model.last_layer)
             halved, _ = model.forward_mixed(x, layer, lambda h: h * 0.5)
             assert not torch.allclose(halved, plain, atol=1e-4)
+
+
+def test_places_network_is_resnet152s_trunk_then_a_new_bottleneck():
+    import torchvision
+
+    model = build_model("resnet152_places", 365)
+    trunk, block = model.stages
+    tv = torchvision.models.resnet152(weights=None)
+    assert sum(p.numel() for p in trunk.parameters()) == sum(
+        p.numel() for n, p in tv.named_parameters() if not n.startswith("fc.")) == 58_143_808
+    assert sum(p.numel() for p in block.parameters()) + sum(p.numel() for p in model.head.parameters()) == 5_210_477
+    assert model.manifold_layers == (0, 1) and model.last_layer == 2
+    x = torch.randn(2, 3, 64, 64)
+    model.eval()
+    assert trunk(x).shape == (2, 2048, 2, 2) and model.features(x).shape == (2, 2048) and model(x).shape == (2, 365)
