@@ -499,6 +499,9 @@ def main(argv=None) -> int:
     except (TypeError, ValueError) as err:
         parser.error(str(err))
     if args.slurm:
+        if args.devices:
+            parser.error("--devices places runs on this machine's devices; with --slurm each job gets the GPUs "
+                         "SLURM gives it: ask for them with --slurm gpus_per_node=N")
         todo = len(pending(configs, args.results_dir))
         jobs = submit_slurm(configs, args.results_dir, folder=args.slurm_folder, pack=args.pack, **slurm)
         print(f"submitted {todo} runs as {len(jobs)} jobs ({len(configs) - todo} already finished): "

@@ -318,6 +318,7 @@ def test_configs_sharing_a_run_id_are_an_error_before_any_training(tmp_path, mon
     (["--devices", "cpu,gpu"], "argument --devices: expected comma-separated devices, e.g. cpu or cuda:0,cuda:1, "
                                "got 'cpu,gpu'"),
     (["--devices", "cpu,"], "argument --devices: expected comma-separated devices"),
+    (["--devices", "cuda:0", "--slurm", "cluster=debug"], "with --slurm each job gets the GPUs SLURM gives it"),
 ])
 def test_a_bad_comma_list_is_a_usage_error_naming_the_option(tmp_path, monkeypatch, capsys, argv, error):
     seen, _ = _stub_training(monkeypatch)
