@@ -81,6 +81,8 @@ def main(argv=None) -> int:
         record = train(config, args.results_dir, overwrite=args.overwrite)
     except (CorruptFileError, data.DataNotFoundError, data.DataCorruptError) as err:
         parser.exit(1, f"{parser.prog}: error: {err}\n")
+    except ValueError as err:  # a parameter found wrong once the data or a checkpoint is read (the message names it)
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
     if ddp.rank() == 0:
         print(json.dumps({"run_id": record["run_id"], **record["metrics"]["last"],
                           "best": record["metrics"]["best"]}, indent=1))

@@ -305,6 +305,9 @@ class RunConfig:
         if list(self.milestones) != sorted(self.milestones) or any(m < 1 for m in self.milestones):
             raise ValueError(f"milestones must be increasing positive epochs, got {list(self.milestones)}")
         check_device(self.device)
+        if self.optimizer != "sgd" and (self.step_mode == "static" or self.compile_step):
+            raise ValueError(f"step_mode='static' and compile_step=True need optimizer='sgd' (the static step "
+                             f"implements SGD), got optimizer={self.optimizer!r}; use step_mode='auto' or 'eager'")
         if self.freeze_encoder and not self.finetune_from:
             raise ValueError("freeze_encoder=True needs finetune_from (the run whose encoder is reused)")
         if int(self.frozen_stages) < 0:

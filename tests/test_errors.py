@@ -103,6 +103,23 @@ def test_a_device_this_machine_lacks_is_a_command_line_error(monkeypatch, capsys
     assert info.value.code == 2 and message in err and "Traceback" not in err
 
 
+def test_the_static_step_with_adamw_is_an_error_before_any_data_is_loaded(monkeypatch, capsys):
+    monkeypatch.setattr(engine, "load_data", lambda *_: pytest.fail("data was loaded"))
+    with pytest.raises(SystemExit) as info:
+        cli(["train", "--profile", "smoke", "--set", "step_mode=static", "--set", "optimizer=adamw"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "need optimizer='sgd'" in err and "Traceback" not in err
+
+
+def test_a_parameter_found_wrong_in_training_is_a_message_not_a_traceback(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(engine, "load_data", lambda *_: pytest.fail("data was loaded"))
+    with pytest.raises(SystemExit) as info:
+        cli(["train", "--profile", "smoke", "--set", "finetune_from=no-such-run", "--results-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "finetune_from='no-such-run': there is no such file" in err
+    assert err.count("error:") == 1
+
+
 def test_index_split_on_a_dataset_of_unknown_class_count_names_the_convention(tiny, tmp_path):
     config = tiny(split_convention="index")  # a registered dataset: its class count is known once loaded
     with pytest.raises(ValueError, match=r"split_convention='index' .*10 or 100 classes, but this one has 2; "
