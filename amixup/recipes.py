@@ -88,8 +88,9 @@ COARSE_TO_FINE_TRANSFER = dict(
     profiles={"smoke": dict(epochs=20, cosine_t_max=20), "quick": dict(epochs=100)},
 )
 
-#: Stage-1 augmentation per coarse dataset (the paper is silent; the CIFAR recipe of its cited setups:
-#: RandomCrop(32, padding=4) + horizontal flip; none on MNIST, where flips change digits).
+#: Stage-1 augmentation per coarse dataset (the paper is silent): RandomCrop(32, padding=4) + horizontal flip,
+#: the CIFAR recipe of the paper's other experiments (LDAM-DRW / MiSLAS), and none on MNIST, where flips change
+#: digits. The code of the cited coarse-to-fine setup [5] uses SimCLR-style augmentation instead (README).
 COARSE_TO_FINE_AUGMENTATION = {
     "mnist_coarse": dict(crop_padding=0, flip=False),
     "cifar10_coarse": dict(crop_padding=4, flip=True),
