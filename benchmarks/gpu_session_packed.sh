@@ -4,11 +4,13 @@
 #   1. correctness on the GPU: 2 packed runs against the same 2 runs alone (static step), 3 epochs of the
 #      Table 3 recipe on 2,000 images: first-epoch losses, accuracies, lambda, which step ran;
 #   2. benchmarks/packing_step.py: one step of K runs alone against packed, ResNet32 and CNN-Vis2D, K up to 32,
-#      and the data path (K loaders against pack_batches); then for ResNet32 the K runs as one CUDA graph of K
-#      parallel streams (--streams), the packed network in NCHW, and with cudnn.benchmark (grouped convolutions
-#      may prefer either);
-#   3. benchmarks/gpu_throughput.py: the baselines on the same card (solo static, 8 processes under MPS: the
-#      sweep's default), then packed 16 and 32 in one process and 16 x 2 processes.
+#      and the data path (K loaders against pack_batches);
+#   3. benchmarks/gpu_throughput.py, what decides the sweep's GPU default: the baselines on the same card (solo
+#      static, 8 processes under MPS: the sweep's default; without MPS where the setup's probe found it failing),
+#      then packed 16 and 32 in one process and 16 x 2 processes (a packed phase cut by its time limit keeps the
+#      epochs it finished);
+#   4. for ResNet32 the K runs as one CUDA graph of K parallel streams (--streams), the packed network in NCHW,
+#      and with cudnn.benchmark (grouped convolutions may prefer either), in the time left.
 # PART=2: the compiled twins (compile_step=True) beside a solo static baseline, bf16, and
 #   benchmarks/loader_vs_engine.py (CNN-Vis2D: the engine against a DataLoader loop).
 # Every phase has its own time limit inside a global deadline; what finished is packed into $OUT.
@@ -41,9 +43,10 @@ else
   LOADER_ARGS="--device cuda --epochs 3 --warmup 1"  # 2 DataLoader workers, as the figures in issue 9
 fi
 
-throughput() {  # output JSON name, arguments
-  local t=$(date +%s) bench_t=$(( $(left) - 15 ))
-  timeout "$bench_t" $PY benchmarks/gpu_throughput.py $2 --phase-timeout "$PHASE_T" --deadline $(( bench_t - 10 )) \
+throughput() {  # output JSON name, arguments, seconds to leave for what follows (default 0)
+  local t=$(date +%s) bench_t=$(( $(left) - 15 - ${3:-0} ))
+  # the inner deadline leaves time to stop a phase cut at it (SIGINT, up to 20 s, then SIGKILL, up to 10 s)
+  timeout "$bench_t" $PY benchmarks/gpu_throughput.py $2 --phase-timeout "$PHASE_T" --deadline $(( bench_t - 35 )) \
     --commit "$COMMIT" --out "$OUT/$1.json" > "$LOGS/$1.txt" 2>&1
   echo "$1 rc=$? $(( $(date +%s) - t )) s" >> "$LOGS/phases.txt"
 }
@@ -83,22 +86,26 @@ for run in result["runs"]:
 EOF
 echo "check rc=$? $(( $(date +%s) - t )) s" >> "$LOGS/phases.txt"
 
-# 2. one step, K runs alone against packed (no data, no epoch loop), the data path, then the layout variants
-step() {  # output JSON name, time limit, arguments
-  local t=$(date +%s)
-  timeout "$2" $PY benchmarks/packing_step.py $3 --out "$OUT/$1.json" > "$LOGS/$1.txt" 2>&1
+# 2. one step, K runs alone against packed (no data, no epoch loop), the data path; each row is saved as it ends
+step() {  # output JSON name, time limit (cut to what the deadline leaves), arguments
+  local t=$(date +%s) limit=$(( $2 < $(left) - 5 ? $2 : $(left) - 5 ))
+  if [ "$limit" -lt 10 ]; then echo "$1 skipped: $(left) s left" >> "$LOGS/phases.txt"; return; fi
+  timeout "$limit" $PY benchmarks/packing_step.py $3 --out "$OUT/$1.json" > "$LOGS/$1.txt" 2>&1
   echo "$1 rc=$? $(( $(date +%s) - t )) s" >> "$LOGS/phases.txt"
 }
 step packing_step 80 "$STEP_ARGS"
+
+# 3. throughput, what decides the sweep's GPU default: the baselines and the packed phases on the same card,
+#    leaving 80 s for the variants after it
+throughput gpu_throughput "$BENCH_ARGS $MPS_ARGS" 80
+
+# 4. the variants of the packed step: the K runs as one graph of parallel streams, the layout, cudnn.benchmark
 step packing_step_streams 40 "$VARIANT_ARGS --streams"  # its own process: a failed capture cannot cost the rest
 step packing_step_contiguous 35 "$VARIANT_ARGS --packed-layout contiguous"
 step packing_step_cudnn_benchmark 35 "$VARIANT_ARGS --cudnn-benchmark"
-
-# 3. throughput: the baselines and the packed phases on the same card
-throughput gpu_throughput "$BENCH_ARGS"
 else
 # the compiled twins beside a solo static baseline, bf16; then the engine against a DataLoader loop
-throughput gpu_throughput_compiled "$COMPILED_ARGS"
+throughput gpu_throughput_compiled "$COMPILED_ARGS $MPS_ARGS" "${LOADER_T:-70}"
 t=$(date +%s)
 timeout $(( $(left) - 5 )) $PY benchmarks/loader_vs_engine.py $LOADER_ARGS --json "$OUT/loader_vs_engine.json" \
   > "$LOGS/loader_vs_engine.txt" 2>&1

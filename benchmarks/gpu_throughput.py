@@ -267,11 +267,16 @@ def _run_summary(record: dict, epoch_wall: list[float] | None = None) -> dict:
     }
 
 
+def _one_packed_process(phase: dict) -> bool:
+    """Whether ``phase`` trains its runs as one packed network in one process (``packed_K``)."""
+    return phase["kind"] == "concurrent" and phase.get("pack", 1) > 1 and phase.get("workers", phase["k"]) == 1
+
+
 def run_phase(phase: dict, out: Path) -> None:
     """Train one phase into ``phase["results_dir"]`` and write its raw measurements to ``out``.
 
-    Solo phases also append one line per epoch to ``phase["progress"]``, so a phase killed by its time
-    limit still leaves its finished epochs behind.
+    Solo phases and one-process packed phases also append one line per run and epoch to
+    ``phase["progress"]``, so a phase killed by its time limit still leaves its finished epochs behind.
     """
     import torch
 
@@ -281,22 +286,32 @@ def run_phase(phase: dict, out: Path) -> None:
     results_dir = Path(phase["results_dir"])
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     start = time.perf_counter()
+    progress = Path(phase["progress"])
+
+    def progress_line(run: int, epoch: int, entry: dict) -> None:
+        with progress.open("a") as f:
+            f.write(json.dumps({"run": run, "epoch": epoch, "seconds": entry["seconds"],
+                                "train_loss": entry["train_loss"], "wall": time.perf_counter() - start}) + "\n")
+
     if phase["kind"] == "solo":
         config = make_run_config(phase, phase["seed"])
         stamps = [time.perf_counter()]
-        progress = Path(phase["progress"])
 
         def on_epoch_end(epoch, entry):
             stamps.append(time.perf_counter())
-            with progress.open("a") as f:
-                f.write(json.dumps({"epoch": epoch, "seconds": entry["seconds"], "train_loss": entry["train_loss"],
-                                    "wall": stamps[-1] - stamps[0]}) + "\n")
+            progress_line(0, epoch, entry)
 
         record = engine.train(config, results_dir, overwrite=True, progress=False, on_epoch_end=on_epoch_end)
         sync()
         train_wall = time.perf_counter() - start
         runs = [_run_summary(record, [b - a for a, b in zip(stamps, stamps[1:])])]
         result = {"train_wall_s": train_wall, "runs": runs}
+    elif _one_packed_process(phase):  # what run_sweep(workers=1, pack=K) runs, with progress lines
+        configs = [make_run_config(phase, phase["seed"] + i) for i in range(phase["k"])]
+        records = engine.train_packed(configs, results_dir, progress=False, on_epoch_end=progress_line)
+        sync()
+        result = {"sweep_wall_s": time.perf_counter() - start, "runs": [_run_summary(r) for r in records],
+                  "mps": False, "mps_warnings": []}
     else:
         configs = [make_run_config(phase, phase["seed"] + i) for i in range(phase["k"])]
         import warnings
@@ -411,17 +426,21 @@ def summarise(phase: dict, raw: dict | None, wall: float) -> dict:
 
 
 def _progress_runs(progress: Path) -> dict | None:
-    """The raw measurements of a solo phase stopped early, from its per-epoch progress lines."""
+    """The raw measurements of a solo or one-process packed phase stopped early, from its progress lines (one
+    per run and epoch); a packed phase's wall time is that of its last finished epoch."""
     if not progress.exists():
         return None
     lines = [json.loads(line) for line in progress.read_text().splitlines() if line.strip()]
     if not lines:
         return None
-    walls = [line["wall"] for line in lines]
-    return {"runs": [{"history": [{"epoch": line["epoch"], "seconds": line["seconds"],
-                                   "train_loss": line["train_loss"]} for line in lines],
-                      "epoch_wall": [b - a for a, b in zip([0.0] + walls, walls)], "test_acc": None}],
-            "partial": True}
+    runs = []
+    for run in sorted({line.get("run", 0) for line in lines}):
+        mine = [line for line in lines if line.get("run", 0) == run]
+        walls = [line["wall"] for line in mine]
+        runs.append({"history": [{"epoch": line["epoch"], "seconds": line["seconds"],
+                                  "train_loss": line["train_loss"]} for line in mine],
+                     "epoch_wall": [b - a for a, b in zip([0.0] + walls, walls)], "test_acc": None})
+    return {"runs": runs, "partial": True, "sweep_wall_s": max(line["wall"] for line in lines)}
 
 
 def add_comparisons(phases: dict) -> None:
@@ -534,7 +553,7 @@ def execute(phase: dict, timeout: float, workdir: Path) -> dict:
     raw = json.loads(raw_path.read_text()) if status == "ok" and raw_path.exists() else None
     if status == "ok" and raw is None:
         status = "failed"
-    if raw is None and phase["kind"] == "solo":
+    if raw is None and (phase["kind"] == "solo" or _one_packed_process(phase)):
         raw = _progress_runs(progress)  # the epochs it finished
     result = {"name": phase["name"], "kind": phase["kind"], "status": status, "epochs": phase["epochs"],
               "overrides": phase["overrides"], "timeout_s": round(timeout, 1)}

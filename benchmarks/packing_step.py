@@ -141,7 +141,10 @@ class StreamSteps:
         device = self.steps[0].device
         for s in self.steps:
             s._clear_grads()
-        graph, streams = torch.cuda.CUDAGraph(), [torch.cuda.Stream(device) for _ in self.steps]
+        # torch hands out streams round-robin from a pool of 32 per priority, and the capture stream comes from the
+        # default-priority pool: branch streams from the high-priority pool are all distinct from it (a branch on
+        # the capture stream itself would serialise every branch forked after it), up to K = 32
+        graph, streams = torch.cuda.CUDAGraph(), [torch.cuda.Stream(device, priority=-1) for _ in self.steps]
         with torch.cuda.graph(graph):
             main = torch.cuda.current_stream(device)
             for s, stream in zip(self.steps, streams):  # fork: run k on stream k

@@ -99,6 +99,23 @@ def test_gpu_throughput_records_a_phase_that_runs_out_of_time_and_goes_on(data_e
     assert json.loads(out.read_text())["phases"]["static"]["timeout_s"] == 1
 
 
+def test_a_packed_phase_leaves_its_finished_epochs_for_a_time_limit_to_keep(data_env, tmp_path):
+    """A one-process packed phase writes a progress line per run and epoch, so a phase cut by its time limit
+    still gives its figures (the one GPU call must not come back empty for its slowest candidate)."""
+    bench = load_benchmark("gpu_throughput")
+    phase = dict(name="packed_2", kind="concurrent", k=2, pack=2, workers=1, epochs=2, device="cpu",
+                 train_subset=128, test_subset=64, seed=0, overrides={"step_mode": "static"}, mps="off",
+                 results_dir=str(tmp_path / "runs"), progress=str(tmp_path / "progress.jsonl"))
+    bench.run_phase(phase, tmp_path / "raw.json")
+    lines = [json.loads(line) for line in (tmp_path / "progress.jsonl").read_text().splitlines()]
+    assert sorted((line["run"], line["epoch"]) for line in lines) == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    cut = bench.summarise(phase, bench._progress_runs(tmp_path / "progress.jsonl"), wall=99.0)  # as after a timeout
+    done = bench.summarise(phase, json.loads((tmp_path / "raw.json").read_text()), wall=99.0)
+    assert cut["epochs_done"] == done["epochs_done"] == 4
+    assert cut["steady_epoch_s"] == pytest.approx(done["steady_epoch_s"])
+    assert cut["sweep_wall_s"] == pytest.approx(max(line["wall"] for line in lines)) and cut["runs_per_hour"] > 0
+
+
 # --------------------------------------------------------------------------- benchmarks/packing_step.py
 
 def test_packing_step_benchmark_times_alone_and_packed_steps(tmp_path, capsys):
