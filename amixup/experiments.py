@@ -94,6 +94,7 @@ def table1_configs(profile: str, methods=METHODS, seeds=(0,), beta: float = 0.34
             coarse = make_config("motivation", profile, dataset="mini_cifar_coarse", method=m, seed=s,
                                  beta=beta, device=device, experiment="table1_coarse", **overrides)
             fine = make_config("motivation_finetune", profile, dataset="mini_cifar", seed=s, device=device,
+                               beta=beta,  # no effect on the CE head: the pre-training's, shown in the tables
                                experiment="table1", finetune_from=coarse.run_id(),
                                extra={"pretrain_method": m}, **overrides)
             pairs.append((coarse, fine))
@@ -111,6 +112,7 @@ def table6_configs(profile: str, methods=("ce", "mixup", "am_mixup"), seeds=(0,)
                 coarse = make_config("coarse_to_fine", profile, dataset=d, method=m, seed=s, beta=beta, device=device,
                                      experiment="table6_coarse", **{**COARSE_TO_FINE_AUGMENTATION[d], **overrides})
                 fine = make_config("coarse_to_fine_transfer", profile, dataset=FINE_OF_COARSE[d], seed=s,
+                                   beta=beta,  # no effect on the CE head: the pre-training's, shown in the tables
                                    device=device, experiment="table6", finetune_from=coarse.run_id(),
                                    extra={"pretrain_method": m, "coarse_dataset": d}, **overrides)
                 pairs.append((coarse, fine))

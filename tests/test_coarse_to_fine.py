@@ -114,6 +114,8 @@ def test_table6_pairs_link_stage_2_to_stage_1():
         assert (coarse.crop_padding, coarse.flip) == ((4, True) if augmented else (0, False))
     assert {c.beta for c, _ in pairs} == {0.34} and {c.alpha for c, _ in pairs} == {1.0}
     assert D.DATASETS["mnist_coarse"].coarse[0] == (0,) * 5 + (1,) * 5
+    (coarse, fine), = table6_configs("paper", methods=("am_mixup",), datasets=("mnist_coarse",), beta=0.5)
+    assert coarse.beta == fine.beta == 0.5  # the transfer record (and its table row) carries the pre-training's beta
 
 
 def _digits(split: str) -> D.ImageData:
