@@ -55,7 +55,7 @@ if [ "$PART" = 1 ]; then
 # 1. packed against alone, on this device
 t=$(date +%s)
 timeout 90 $PY - "$DEVICE" "$CHECK_IMAGES" "$CHECK_EPOCHS" "$OUT/packed_check.json" > "$LOGS/check.txt" 2>&1 <<'EOF'
-import json, sys, tempfile, time
+import gc, json, sys, tempfile, time
 import torch
 from amixup import engine
 from amixup.recipes import make_config
@@ -69,6 +69,7 @@ with tempfile.TemporaryDirectory() as tmp:
     t = time.perf_counter()
     packed = engine.train_packed(configs, f"{tmp}/packed", progress=False)
     result["packed_s"] = time.perf_counter() - t
+    gc.collect()  # the pack's CUDA graph freed now, before the runs alone capture theirs
     alone = []
     t = time.perf_counter()
     for config in configs:

@@ -341,6 +341,18 @@ def measure_data(packs: int, device, batches: int, chunk_bytes: int | None = Non
     return row
 
 
+def free_graphs(device) -> None:
+    """Free the CUDA graphs of the steps just measured now, not at some later garbage collection (the steps sit in
+    reference cycles): a graph destroyed while later ones replay on the same capture stream is a needless risk."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python benchmarks/packing_step.py", description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
@@ -416,6 +428,7 @@ def main(argv=None) -> dict:
         for k in packs:
             row = measure(model_name, k, device, args.steps, args.warmup, args.precision, args.compile,
                           args.packed_layout, args.streams, args.eval_images)
+            free_graphs(device)
             result["rows"].append(row)
             save()
             print(f"{model_name:10} {k:3d} {row['alone_ms']:9.2f} {row['packed_ms']:9.2f} "
