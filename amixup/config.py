@@ -248,12 +248,8 @@ class RunConfig:
         one_of("precision", self.precision, PRECISIONS)
         one_of("augmentation", self.augmentation, AUGMENTATIONS)
         one_of("step_mode", self.step_mode, STEP_MODES)
-        if self.split_convention == "index" and spec.num_classes is not None \
-                and spec.num_classes not in metrics.INDEX_SPLITS:
-            raise ValueError(f"split_convention='index' (the MiSLAS CIFAR-LT class-index splits) needs a dataset of "
-                             f"{' or '.join(map(str, sorted(metrics.INDEX_SPLITS)))} classes, but {self.dataset!r} "
-                             f"has {spec.num_classes}; use split_convention='counts' (groups by many_threshold "
-                             f"and few_threshold)")
+        if self.split_convention == "index" and spec.num_classes is not None:  # registered datasets: once loaded
+            metrics.groups_by_index(spec.num_classes, self.dataset)
         if not 0 <= self.few_threshold < self.many_threshold:
             raise ValueError(f"few_threshold and many_threshold must satisfy 0 <= few_threshold < many_threshold "
                              f"(few: fewer than few_threshold training images, many: more than many_threshold), "

@@ -40,11 +40,21 @@ DEFAULT_RESULTS_DIR = Path("results") / "runs"
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device ``name`` names on this machine; a ``ValueError`` naming it where this machine lacks it
+    (CUDA or MPS not available, a GPU index beyond the visible GPUs; under torchrun each process takes its local
+    GPU instead, so the index is not checked there)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} was asked for but CUDA is not available; use device='cpu' or 'auto'")
+    if device.type == "cuda" and device.index is not None and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        count = torch.cuda.device_count()
+        if device.index >= count:
+            raise ValueError(f"device {str(device)!r} was asked for but {count} CUDA device(s) are visible "
+                             f"(cuda:0 to cuda:{count - 1}); use device='cuda', 'auto' or 'cpu'")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' was asked for but MPS is not available here; use device='cpu' or 'auto'")
     return device
 
 
@@ -515,13 +525,14 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
         run.seconds += time.perf_counter() - t0
         entry["seconds"] = run.seconds
         history.append(entry)
-        state = _checkpoint_state(run, epoch + 1, model.state_dict(), optimizer.state_dict())
-        state["torch_rng"] = ddp.gather_objects(_torch_rng_state(device))  # per process, in rank order
-        if distributed:
-            state["rank_gens"] = ddp.gather_objects(run.device_gen.get_state().cpu())
-            state["shuffle_gen"] = run.shuffle_gen.get_state().cpu()
-        if main_process and _saves(config, epoch):
-            _save_checkpoint(ckpt_path, state)
+        if _saves(config, epoch):  # every process: the gathers below are collective
+            state = _checkpoint_state(run, epoch + 1, model.state_dict(), optimizer.state_dict())
+            state["torch_rng"] = ddp.gather_objects(_torch_rng_state(device))  # per process, in rank order
+            if distributed:
+                state["rank_gens"] = ddp.gather_objects(run.device_gen.get_state().cpu())
+                state["shuffle_gen"] = run.shuffle_gen.get_state().cpu()
+            if main_process:
+                _save_checkpoint(ckpt_path, state)
         if distributed:
             torch.distributed.barrier()
         bar.set_postfix(_postfix(entry, spec))

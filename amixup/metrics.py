@@ -72,11 +72,13 @@ def groups_by_counts(train_counts, many_threshold: int = 100, few_threshold: int
     }
 
 
-def groups_by_index(num_classes: int) -> dict[str, list[int]]:
-    """The fixed class-index ranges the paper inherits from MiSLAS for CIFAR-10/100-LT."""
+def groups_by_index(num_classes: int, dataset: str | None = None) -> dict[str, list[int]]:
+    """The fixed class-index ranges the paper inherits from MiSLAS for CIFAR-10/100-LT; a ``ValueError`` naming
+    ``split_convention`` (and ``dataset`` where given) for another class count."""
     if num_classes not in INDEX_SPLITS:
+        which = "this one" if dataset is None else repr(dataset)
         raise ValueError(f"split_convention='index' (the MiSLAS CIFAR-LT class-index splits) needs a dataset of "
-                         f"{' or '.join(map(str, sorted(INDEX_SPLITS)))} classes, but this one has {num_classes}; "
+                         f"{' or '.join(map(str, sorted(INDEX_SPLITS)))} classes, but {which} has {num_classes}; "
                          "use split_convention='counts' (groups by many_threshold and few_threshold)")
     return {name: list(r) for name, r in INDEX_SPLITS[num_classes].items()}
 
