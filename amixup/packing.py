@@ -328,6 +328,7 @@ class PackedStep(StaticStep):
         # row 0: each run's lambda (its labels, Eq. 8); row 1 + j: its weights at mix_layers[j]
         self.lam = torch.ones((rows, packs), device=self.device)
         self.lam_rest = torch.zeros((rows, packs), device=self.device)
+        self.own = torch.ones(packs, dtype=torch.bool, device=self.device)  # Eq. 5 per run: lambda >= 0.5 (float64)
         self.loss_sum = torch.zeros(packs, device=self.device)
         self.correct_mixed = torch.zeros(packs, dtype=torch.long, device=self.device)
         self.correct_clean = torch.zeros(packs, dtype=torch.long, device=self.device)
@@ -350,6 +351,7 @@ class PackedStep(StaticStep):
         weights = [self._weights(step) for step in steps]
         lams = torch.tensor([w[0] for w in weights], dtype=torch.float64).float().to(device)
         rests = torch.tensor([w[1] for w in weights], dtype=torch.float64).float().to(device)
+        owns = torch.tensor([[d[0] >= 0.5 for d in step] for step in steps]).to(device)
         mixes = self.policy.mixes
         perms = torch.stack([torch.stack([d[2] for d in step]) for step, n in zip(steps, sizes) if n == b]).to(device) \
             if mixes and b in sizes else None
@@ -366,17 +368,18 @@ class PackedStep(StaticStep):
                     self.perm.copy_(perms[full])
                 self.lam.copy_(lams[i])
                 self.lam_rest.copy_(rests[i])
+                self.own.copy_(owns[i])
                 self._full_step(self.mix_layers)
                 full += 1
             else:  # the last, smaller batch: the same step, eagerly
                 perm = torch.stack([d[2] for d in steps[i]]).to(device) if mixes else None
                 self._eager(x.contiguous(memory_format=torch.channels_last), y, perm,
-                            lams[i], rests[i], self.mix_layers)
+                            lams[i], rests[i], owns[i], self.mix_layers)
             n_seen += n
             n_clean = [c + (n if self.has_clean(layer) else 0) for c, (_, layer, _) in zip(n_clean, steps[i])]
         return self.loss_sum, self.correct_mixed, self.correct_clean, n_seen, n_clean
 
-    def _forward_loss(self, x, y, perm, lam, lam_rest, layers):
+    def _forward_loss(self, x, y, perm, lam, lam_rest, own, layers):
         """The K runs' logits, losses ``[K]`` (Eq. 8 or 9 each), free clean logits and scored labels ``[K, B]``."""
         model, policy = self.model, self.policy
         with self.autocast:
@@ -393,7 +396,7 @@ class PackedStep(StaticStep):
                 losses = cross_entropy_per_run(logits, y)
             else:
                 partner = y.gather(1, perm)
-                dominant = torch.where(lam[0, :, None] >= 0.5, y, partner)  # Eq. 5's one-sided label, per run
+                dominant = torch.where(own[:, None], y, partner)  # Eq. 5's one-sided label, per run
                 if policy.spec.one_sided:
                     losses = cross_entropy_per_run(logits, dominant)  # Eq. 9
                 else:  # Eq. 8

@@ -3,7 +3,8 @@
 On a GPU a ResNet32 step on 128 images is a few hundred small kernels, and launching them from
 Python costs more than running them. :class:`StaticStep` runs one step (forward with mixing at
 the drawn layer, loss of Eq. 8 or 9, backward, the SGD update, the epoch's counters) with every
-per-step value held in a device tensor (the batch, the pairing, lambda and 1 - lambda, the lr),
+per-step value held in a device tensor (the batch, the pairing, lambda and 1 - lambda, which label
+dominates, the lr),
 so nothing in it reads a value back to the host. On a CUDA device it captures that step once per
 mixing layer as a CUDA graph and replays it for every full batch; the last, smaller batch of an
 epoch runs the same code eagerly, so what is trained does not change. On a CPU the same code runs
@@ -84,6 +85,8 @@ class StaticStep:
         self.perm = torch.arange(b, device=device)
         self.lam = torch.ones((), device=device)       # lambda
         self.lam_rest = torch.zeros((), device=device)  # 1 - lambda, rounded once from float64 as the eager path
+        self.own = torch.ones((), dtype=torch.bool, device=device)  # Eq. 5: lambda >= 0.5, decided in float64 on
+        # the host as the eager path (lambda in (0.5 - 3e-8, 0.5) is 0.5 in float32)
         self.lr = torch.zeros((), device=device)
         self.loss_sum = torch.zeros((), device=device)
         self.correct_mixed = torch.zeros((), dtype=torch.long, device=device)
@@ -118,6 +121,7 @@ class StaticStep:
         draws = self.draws(sizes, lam_epoch, host_gen)
         b, device = self.batch_size, self.device
         lams = torch.tensor([[lam, 1.0 - lam] for lam, _, _ in draws], dtype=torch.float32).to(device)
+        owns = torch.tensor([lam >= 0.5 for lam, _, _ in draws]).to(device)
         full_perms = [p for (_, _, p), n in zip(draws, sizes) if n == b and p is not None]
         perms = torch.stack(full_perms).to(device) if full_perms else None  # one copy per epoch
         self.lr.fill_(lr)
@@ -133,17 +137,18 @@ class StaticStep:
                     self.perm.copy_(perms[full])
                 self.lam.copy_(lams[i, 0])
                 self.lam_rest.copy_(lams[i, 1])
+                self.own.copy_(owns[i])
                 self._full_step(layer)
                 full += 1
             else:  # the last, smaller batch: the same step, eagerly
                 perm = perm.to(device) if perm is not None else None
-                self._eager(x, y, perm, lams[i, 0], lams[i, 1], layer)
+                self._eager(x, y, perm, lams[i, 0], lams[i, 1], owns[i], layer)
             n_seen += len(y)
             n_clean += len(y) if self.has_clean(layer) else 0
         return self.loss_sum, self.correct_mixed, self.correct_clean, n_seen, n_clean
 
     def _full_step(self, layer: int) -> None:
-        args = (self.x, self.y, self.perm, self.lam, self.lam_rest, layer)
+        args = (self.x, self.y, self.perm, self.lam, self.lam_rest, self.own, layer)
         if not self.graphs_enabled:
             self._eager(*args)
             return
@@ -167,7 +172,7 @@ class StaticStep:
         self._clear_grads()  # backward inside the capture allocates the graph's own gradients
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            self._step(self.x, self.y, self.perm, self.lam, self.lam_rest, layer)
+            self._step(self.x, self.y, self.perm, self.lam, self.lam_rest, self.own, layer)
         self._graph_grads[layer] = [p.grad for p in self.params]
         self._clear_grads()
         self.graphs[layer] = graph
@@ -176,13 +181,13 @@ class StaticStep:
         for p in self.params:
             p.grad = None
 
-    def _eager(self, x, y, perm, lam, lam_rest, layer) -> None:
+    def _eager(self, x, y, perm, lam, lam_rest, own, layer) -> None:
         self._clear_grads()
-        self._step(x, y, perm, lam, lam_rest, layer)
+        self._step(x, y, perm, lam, lam_rest, own, layer)
 
-    def _step(self, x, y, perm, lam, lam_rest, layer) -> None:
+    def _step(self, x, y, perm, lam, lam_rest, own, layer) -> None:
         """One step with tensors only: what a CUDA graph captures."""
-        loss, outputs, clean, dominant = self._forward_loss(x, y, perm, lam, lam_rest, layer)
+        loss, outputs, clean, dominant = self._forward_loss(x, y, perm, lam, lam_rest, own, layer)
         if clean is None and self.policy.mixes and self.need_clean:  # the un-mixed batch's predictions
             with torch.no_grad(), frozen_batchnorm_stats(self.model), self.autocast:
                 clean = self.model(x)
@@ -190,7 +195,7 @@ class StaticStep:
         self._sgd_update()
         self._count(loss, outputs, clean, dominant, y)
 
-    def _forward_loss(self, x, y, perm, lam, lam_rest, layer: int):
+    def _forward_loss(self, x, y, perm, lam, lam_rest, own, layer: int):
         """The loss (Eq. 8 or 9), what :meth:`_count` needs of the outputs (the logits, mixed at ``layer``),
         the clean logits where they come for free (mixing at the last layer, or none), and the labels the
         predictions are scored against. With ``compile`` this is what ``torch.compile`` fuses."""
@@ -206,7 +211,7 @@ class StaticStep:
                 dominant = y
                 loss = F.cross_entropy(logits, y)
             else:
-                dominant = torch.where(lam >= 0.5, y, y[perm])  # Eq. 5's one-sided label
+                dominant = torch.where(own, y, y[perm])  # Eq. 5's one-sided label (own: lambda >= 0.5)
                 if policy.spec.one_sided:
                     loss = F.cross_entropy(logits, dominant)  # Eq. 9
                 else:

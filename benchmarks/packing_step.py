@@ -119,15 +119,16 @@ class StreamSteps:
                 s.perm.copy_(perms[k][i])
                 s.lam.fill_(lam)
                 s.lam_rest.fill_(1.0 - lam)
+                s.own.fill_(lam >= 0.5)
             if not steps[0].graphs_enabled:
                 for s in steps:
-                    s._eager(s.x, s.y, s.perm, s.lam, s.lam_rest, layer)
+                    s._eager(s.x, s.y, s.perm, s.lam, s.lam_rest, s.own, layer)
             elif self.graph is None and self.eager_steps < 3:  # warm-up off the capture stream, as each run alone
                 side = torch.cuda.Stream(device)
                 side.wait_stream(torch.cuda.current_stream(device))
                 with torch.cuda.stream(side):
                     for s in steps:
-                        s._eager(s.x, s.y, s.perm, s.lam, s.lam_rest, layer)
+                        s._eager(s.x, s.y, s.perm, s.lam, s.lam_rest, s.own, layer)
                 torch.cuda.current_stream(device).wait_stream(side)
                 self.eager_steps += 1
             else:
@@ -150,7 +151,7 @@ class StreamSteps:
             for s, stream in zip(self.steps, streams):  # fork: run k on stream k
                 stream.wait_stream(main)
                 with torch.cuda.stream(stream):
-                    s._step(s.x, s.y, s.perm, s.lam, s.lam_rest, layer)
+                    s._step(s.x, s.y, s.perm, s.lam, s.lam_rest, s.own, layer)
             for stream in streams:  # join
                 main.wait_stream(stream)
         self.grads = [[p.grad for p in s.params] for s in self.steps]  # the graph's gradient memory, kept alive
@@ -225,7 +226,7 @@ def count_ops(fn) -> int:
 def count_step_ops(step, x, y, perm, layer) -> int:
     """ATen operators of one eager step of ``step`` (forward, backward, update)."""
     lam = step.lam.new_full(step.lam.shape, 0.7)
-    return count_ops(lambda: step._eager(x, y, perm, lam, 1 - lam, layer))
+    return count_ops(lambda: step._eager(x, y, perm, lam, 1 - lam, step.own.new_ones(step.own.shape), layer))
 
 
 def measure(model_name: str, packs: int, device, steps: int, warmup: int, precision: str,

@@ -61,6 +61,8 @@ CASES = {
     "manifold_mixup": dict(method="manifold_mixup"),
     "am_mixup": dict(method="am_mixup", beta=1.5, epochs=3),  # lambda falls below 0.5: labels flip
     "fixed_0.3": dict(method="am_mixup", rate="fixed", fixed_lambda=0.3),  # one-sided label of the partner
+    # lambda a hair below 0.5 (0.5 in float32): Eq. 5 labels the partner, decided in float64 as the eager path
+    "fixed_below_half": dict(method="am_mixup", rate="fixed", fixed_lambda=0.5 - 1e-8),
     "row1_clean_forward": dict(method="am_mixup", **ABLATION_ROWS[1]),  # drawn layer, extra clean forward
     "bf16": dict(method="am_mixup", precision="bf16"),
 }
