@@ -5,7 +5,8 @@ pixels padded with zeros, a uniform offset in [0, 2p] per image) followed by
 ``RandomHorizontalFlip()``, for a whole uint8 batch in one gather (the CIFAR recipes).
 ``random_resized_crop_flip`` is ``RandomResizedCrop(size)`` + ``RandomHorizontalFlip()``
 (the ImageNet-LT / Places-LT recipes) as one batched ``grid_sample``; ``center_crop`` is
-its evaluation counterpart. Results are laid out channels-last. ``TensorLoader`` replaces a
+its evaluation counterpart. ``color_jitter`` is ``ColorJitter(s, s, s)`` (brightness, contrast,
+saturation in a random order per image) for a whole float batch. Results are laid out channels-last. ``TensorLoader`` replaces a
 ``DataLoader`` over PIL images: the dataset is one uint8 tensor on the device, shuffled and
 augmented there, many batches at a time (:func:`default_chunk_bytes`).
 """
@@ -134,6 +135,38 @@ def resized_crop_flip(images: torch.Tensor, size: int, draws: tuple, *, scale=(0
     return out.contiguous(memory_format=torch.channels_last)
 
 
+def color_jitter_draws(n: int, strength: float, generator: torch.Generator, device) -> tuple:
+    """The random part of :func:`color_jitter` for ``n`` images: ``(factors [n, 3], order [n, 3])``, the
+    brightness, contrast and saturation factors ~ U[max(0, 1 - strength), 1 + strength] and the order of the
+    three (a uniform permutation per image, as torchvision's ``ColorJitter`` with ``hue=0``)."""
+    factors = torch.empty(n, 3, device=device).uniform_(max(0.0, 1.0 - strength), 1.0 + strength,
+                                                        generator=generator)
+    order = torch.rand(n, 3, device=device, generator=generator).argsort(dim=1)
+    return factors, order
+
+
+#: ITU-R 601-2 luma, torchvision's ``rgb_to_grayscale``.
+GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
+
+
+def color_jitter(images: torch.Tensor, draws: tuple) -> torch.Tensor:
+    """torchvision's ``adjust_brightness``, ``adjust_contrast`` and ``adjust_saturation`` of float images in
+    [0, 255], each image with its own factors and order (``draws`` of :func:`color_jitter_draws`): every
+    operation blends the image with a reference (black; the mean of its grayscale; its grayscale) and clips to
+    [0, 255]. Single-channel images: saturation leaves them unchanged, contrast blends with their mean."""
+    factors, order = draws
+    n, c = images.shape[:2]
+    weights = torch.tensor(GRAY_WEIGHTS, device=images.device).view(1, 3, 1, 1) if c == 3 else None
+    x = images
+    for step in range(3):
+        op = order[:, step].view(n, 1, 1, 1)
+        factor = factors.gather(1, order[:, step:step + 1]).view(n, 1, 1, 1)
+        gray = (x * weights).sum(1, keepdim=True) if weights is not None else x
+        reference = torch.where(op == 0, 0.0, torch.where(op == 1, gray.mean((1, 2, 3), keepdim=True), gray))
+        x = (factor * x + (1.0 - factor) * reference).clamp_(0.0, 255.0)
+    return x
+
+
 def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     """The central ``size`` x ``size`` window of an NCHW batch (``CenterCrop(size)``)."""
     h, w = images.shape[-2:]
@@ -155,8 +188,8 @@ class TensorLoader:
 
     With ``train=True`` the order is reshuffled each pass and every batch is augmented: with
     ``augmentation="crop_flip"`` by ``crop_padding`` and ``flip``, with ``"resized_crop_flip"``
-    by a random resized crop to ``crop_size`` and ``flip``; evaluation batches of the latter
-    are center-cropped to ``crop_size``. The last, smaller batch is kept, as a plain
+    by a random resized crop to ``crop_size`` and ``flip``, then by ``color_jitter`` where it is
+    above 0; evaluation batches of ``"resized_crop_flip"`` are center-cropped to ``crop_size``. The last, smaller batch is kept, as a plain
     DataLoader does.
     With ``world_size > 1`` every process draws the same global order (``shuffle_generator``
     seeded alike) and takes its ``rank``-th share of each global batch. Consecutive batches are
@@ -166,7 +199,7 @@ class TensorLoader:
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, device,
                  mean, std, train: bool, crop_padding: int = 0, flip: bool = False,
-                 augmentation: str = "crop_flip", crop_size: int = 224,
+                 augmentation: str = "crop_flip", crop_size: int = 224, color_jitter: float = 0.0,
                  generator: torch.Generator | None = None, shuffle_generator: torch.Generator | None = None,
                  rank: int = 0, world_size: int = 1, chunk_bytes: int | None = None):
         self.device = torch.device(device)
@@ -181,6 +214,7 @@ class TensorLoader:
         if augmentation not in AUGMENTATIONS:
             raise ValueError(f"augmentation must be one of {list(AUGMENTATIONS)}, got {augmentation!r}")
         self.augmentation, self.crop_size = augmentation, int(crop_size)
+        self.color_jitter = float(color_jitter)
         self.generator = generator
         self.shuffle_generator = shuffle_generator or generator
         self.rank, self.world_size = int(rank), int(world_size)
@@ -210,17 +244,26 @@ class TensorLoader:
         if not self.train:
             return None
         if self.augmentation == "resized_crop_flip":
-            return resized_crop_flip_draws(n, self.flip, self.generator, self.device)
-        if self.crop_padding or self.flip:
-            return crop_flip_draws(n, self.crop_padding, self.flip, self.generator, self.device)
-        return None
+            geometry = resized_crop_flip_draws(n, self.flip, self.generator, self.device)
+        elif self.crop_padding or self.flip:
+            geometry = crop_flip_draws(n, self.crop_padding, self.flip, self.generator, self.device)
+        else:
+            geometry = None
+        if not self.color_jitter:
+            return geometry
+        return geometry, color_jitter_draws(n, self.color_jitter, self.generator, self.device)
 
     def augment(self, x: torch.Tensor, draws) -> torch.Tensor:
         """The batch ``x`` augmented as ``draws`` (of :meth:`draws`) say, normalised, channels-last."""
+        jitter = None
+        if self.color_jitter and draws is not None:
+            draws, jitter = draws
         if self.augmentation == "resized_crop_flip":
             x = resized_crop_flip(x, self.crop_size, draws) if draws is not None else center_crop(x, self.crop_size)
         elif draws is not None:
             x = crop_flip(x, self.crop_padding, draws)
+        if jitter is not None:
+            x = color_jitter(x.float(), jitter)
         return normalize(x, self.mean, self.std)
 
     def image_bytes(self) -> int:
@@ -265,7 +308,9 @@ def join_draws(draws: list):
     """The draws of consecutive batches (of :meth:`TensorLoader.draws`) as the draws of one batch of them all."""
     if draws[0] is None:
         return None
-    return tuple(None if parts[0] is None else torch.cat(parts) for parts in zip(*draws))
+    if isinstance(draws[0], torch.Tensor):
+        return torch.cat(draws)
+    return tuple(join_draws(list(parts)) for parts in zip(*draws))
 
 
 def _size(idx) -> int:

@@ -311,7 +311,7 @@ def _build_run(config: RunConfig, spec, train_data, input_size: int, device, res
     train_loader = TensorLoader(train_data.images, train_data.labels, config.batch_size, device=device,
                                 mean=mean, std=std, train=True, crop_padding=config.crop_padding,
                                 flip=config.flip, augmentation=config.augmentation, crop_size=config.crop_size,
-                                generator=device_gen, shuffle_generator=shuffle_gen, rank=rank, world_size=world)
+                                color_jitter=config.color_jitter, generator=device_gen, shuffle_generator=shuffle_gen, rank=rank, world_size=world)
     return _Run(config, model, optimizer, host_gen, device_gen, shuffle_gen, policy, AMScheduler(config.beta),
                 train_loader, encoder_source, world)
 
@@ -725,7 +725,7 @@ def _uses_static_step(config: RunConfig, device: torch.device, optimizer, distri
 def _uses_frozen_features(config: RunConfig, policy: MixPolicy, distributed: bool) -> bool:
     """Whether the head can be trained on features encoded once: a frozen encoder (eval mode, so
     no dropout or BatchNorm updates), no augmentation, no mixing, one process."""
-    augments = config.augmentation != "crop_flip" or config.crop_padding > 0 or config.flip
+    augments = config.augmentation != "crop_flip" or config.crop_padding > 0 or config.flip or config.color_jitter > 0
     return (config.freeze_encoder and config.cache_frozen_features and not augments and not policy.mixes
             and not distributed)
 

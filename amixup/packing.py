@@ -233,8 +233,8 @@ def pack_batches(loaders):
     """
     first = loaders[0]
     same = ("images", "labels")
-    settings = ("batch_size", "train", "augmentation", "crop_padding", "flip", "crop_size", "world_size",
-                "chunk_bytes")
+    settings = ("batch_size", "train", "augmentation", "crop_padding", "flip", "crop_size", "color_jitter",
+                "world_size", "chunk_bytes")
     if any(getattr(o, a) is not getattr(first, a) for o in loaders for a in same) or \
             any(getattr(o, a) != getattr(first, a) for o in loaders for a in settings) or \
             any(not torch.equal(o.mean, first.mean) or not torch.equal(o.std, first.std) for o in loaders):

@@ -3,8 +3,9 @@ import torch.nn.functional as F
 
 import pytest
 
-from amixup.augment import (CPU_CHUNK_BYTES, GPU_CHUNK_BYTES, TensorLoader, batch_chunks, center_crop,
-                            default_chunk_bytes, normalize, random_crop_flip, random_resized_crop_flip)
+from amixup.augment import (CPU_CHUNK_BYTES, GPU_CHUNK_BYTES, TensorLoader, batch_chunks, center_crop, color_jitter,
+                            color_jitter_draws, default_chunk_bytes, normalize, random_crop_flip,
+                            random_resized_crop_flip)
 
 
 def _matches_some_crop(out, img, padding):
@@ -152,6 +153,10 @@ LOADER_SETTINGS = {
     "flip": dict(train=True, flip=True),
     "none": dict(train=True),
     "resized_crop_flip": dict(train=True, augmentation="resized_crop_flip", crop_size=8, flip=True),
+    "resized_crop_flip_jitter": dict(train=True, augmentation="resized_crop_flip", crop_size=8, flip=True,
+                                     color_jitter=0.4),
+    "crop_flip_jitter": dict(train=True, crop_padding=4, flip=True, color_jitter=0.4),
+    "jitter": dict(train=True, color_jitter=0.4),
     "evaluation": dict(train=False),
     "evaluation_center_crop": dict(train=False, augmentation="resized_crop_flip", crop_size=8),
     "rank_1_of_2": dict(train=True, crop_padding=4, flip=True, rank=1, world_size=2),
@@ -210,3 +215,58 @@ def test_augmenting_batches_together_dispatches_fewer_operators():
             list(loader)
         counts[chunk_bytes] = Count.calls
     assert counts[GPU_CHUNK_BYTES] * 2 < counts[0]
+
+
+def test_color_jitter_is_torchvisions_brightness_contrast_saturation_per_image_in_its_order():
+    """Each image gets torchvision's adjust_brightness / adjust_contrast / adjust_saturation (float images) with
+    its own factors, in its own order (ColorJitter(s, s, s, hue=0) of MiSLAS's ImageNet-LT / Places-LT)."""
+    import torchvision.transforms.functional as TF
+
+    gen = torch.Generator().manual_seed(3)
+    images = torch.rand(12, 3, 9, 7, generator=gen) * 255
+    factors, order = color_jitter_draws(12, 0.4, gen, "cpu")
+    assert sorted(map(tuple, order.sort(dim=1).values.tolist())) == [(0, 1, 2)] * 12  # permutations
+    assert len({tuple(o) for o in order.tolist()}) > 1  # orders differ between images
+    out = color_jitter(images, (factors, order))
+    ops = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation)
+    for i in range(12):
+        expected = images[i] / 255
+        for op in order[i].tolist():
+            expected = ops[op](expected, float(factors[i, op]))
+        torch.testing.assert_close(out[i] / 255, expected, rtol=1e-5, atol=1e-5)
+    gray = torch.rand(4, 1, 5, 5, generator=gen) * 255  # one channel: saturation leaves it, contrast uses its mean
+    draws = color_jitter_draws(4, 0.4, gen, "cpu")
+    for i, image in enumerate(color_jitter(gray, draws)):
+        expected = gray[i] / 255
+        for op in draws[1][i].tolist():
+            expected = ops[op](expected, float(draws[0][i, op]))
+        torch.testing.assert_close(image / 255, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_color_jitter_factors_lie_in_its_range_and_never_below_zero():
+    factors, _ = color_jitter_draws(4000, 0.4, torch.Generator().manual_seed(0), "cpu")
+    assert 0.6 <= factors.min() < 0.61 and 1.39 < factors.max() <= 1.4
+    factors, _ = color_jitter_draws(4000, 1.5, torch.Generator().manual_seed(0), "cpu")
+    assert 0 <= factors.min() < 0.01 and 2.49 < factors.max() <= 2.5
+
+
+def test_the_loader_jitters_training_images_after_the_crop_and_never_evaluation_images():
+    """Training batches: the crops and flips of the loader without jitter (drawn first, from the same generator),
+    then the jitter drawn after them; evaluation batches: unchanged."""
+    from amixup.augment import crop_flip_draws
+
+    images = torch.randint(0, 256, (10, 3, 12, 12), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(10)
+    common = dict(device="cpu", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), crop_padding=2, flip=True)
+    (x, y), = TensorLoader(images, labels, 10, train=True, generator=torch.Generator().manual_seed(1), **common)
+    (xj, yj), = TensorLoader(images, labels, 10, train=True, generator=torch.Generator().manual_seed(1),
+                             color_jitter=0.4, **common)
+    gen = torch.Generator().manual_seed(1)  # the loader's stream: order, crops and flips, then the jitter
+    torch.randperm(10, generator=gen)
+    crop_flip_draws(10, 2, True, gen, "cpu")
+    jitter = color_jitter_draws(10, 0.4, gen, "cpu")
+    assert torch.equal(y, yj)
+    torch.testing.assert_close(xj, color_jitter(x * 255, jitter) / 255)
+    assert not torch.allclose(xj, x)
+    (xe, _), = TensorLoader(images, labels, 10, train=False, color_jitter=0.4, **common)
+    assert torch.equal(xe, images.float() / 255)

@@ -65,6 +65,7 @@ def test_all_table7_rows_are_configurations():
     (dict(warmup_epochs=3, epochs=3), r"warmup_epochs must lie in \[0, epochs=3\), got 3"),
     # each of these passed validate() and then failed at the first batch or in the optimizer, or gave wrong numbers
     (dict(crop_padding=-1), r"crop_padding must be >= 0 .*got -1"),
+    (dict(color_jitter=-0.4), r"color_jitter must be >= 0 .*got -0.4"),
     (dict(momentum=-1.0), r"momentum must lie in \[0, 1\), got -1.0"),
     (dict(momentum=1.5), r"momentum must lie in \[0, 1\), got 1.5"),
     (dict(weight_decay=-5.0), "weight_decay must be >= 0, got -5.0"),
@@ -130,6 +131,8 @@ def test_large_scale_lt_recipes_follow_the_paper_and_its_cited_setup():
     assert (i.dataset, i.model, i.lr_schedule, i.weight_decay, i.momentum, i.alpha, i.beta) == \
         ("imagenet_lt", "resnet50", "cosine", 5e-4, 0.9, 0.2, 0.34)
     assert (i.epochs, i.batch_size, i.lr, i.augmentation, i.crop_size) == (180, 256, 0.1, "resized_crop_flip", 224)
+    assert i.color_jitter == 0.4 and make_config("places_lt").color_jitter == 0.4  # MiSLAS's ColorJitter(0.4, 0.4, 0.4)
+    assert make_config("cifar_lt", dataset="cifar10_lt", imb_factor=100).color_jitter == 0.0
     assert (i.split_convention, i.many_threshold, i.few_threshold) == ("counts", 100, 20)
     p = make_config("places_lt")
     assert (p.dataset, p.model, p.epochs, p.beta, p.alpha) == ("places_lt", "resnet152_places", 90, 0.1, 0.2)
@@ -150,6 +153,7 @@ def test_new_fields_at_their_defaults_keep_earlier_run_ids():
     assert a.run_id() == "table2-mini_cifar_lt-cnn_vis2d-ce-s0-80b2735b"
     b = make_config("motivation", "paper", method="ce", experiment="table2", augmentation="resized_crop_flip")
     assert b.run_id() != a.run_id()
+    assert make_config("motivation", "paper", method="ce", experiment="table2", color_jitter=0.4).run_id() != a.run_id()
 
 
 def test_one_epoch_profiles_keep_warmup_below_the_epoch_count():
@@ -252,3 +256,15 @@ def test_command_line_numbers_and_assignments_are_checked():
         "lr": 0.1, "flip": False, "dataset": "cifar10", "milestones": [1, 2]}
     with pytest.raises(ValueError, match="--set expects FIELD=VALUE, got 'lr'"):
         parse_assignments(["lr"])
+
+
+def test_paper_seeds_are_the_seed_counts_of_the_paper_tables():
+    import pandas as pd
+
+    from amixup.recipes import PAPER_SEEDS
+    from amixup.report import COMMITTED_PAPER
+
+    paper = pd.read_csv(COMMITTED_PAPER)
+    counts = paper["notes"].fillna("").str.extract(r"(\d+) seeds", expand=False).astype(float)
+    stated = {f"table{t}": int(n) for t, n in paper.assign(n=counts).dropna(subset=["n"]).groupby("table")["n"].max().items()}
+    assert PAPER_SEEDS == stated

@@ -116,7 +116,9 @@ def _loaders(packs, **kw):
 
 @pytest.mark.parametrize("chunk", ["per_batch", "two_batches", "gpu"])
 @pytest.mark.parametrize("augmentation", [dict(crop_padding=4, flip=True), dict(crop_padding=2),
-                                          dict(augmentation="resized_crop_flip", crop_size=8, flip=True), {}])
+                                          dict(augmentation="resized_crop_flip", crop_size=8, flip=True),
+                                          dict(augmentation="resized_crop_flip", crop_size=8, flip=True,
+                                               color_jitter=0.4), {}])
 def test_packed_batches_are_the_loaders_own_batches_augmented_together(augmentation, chunk):
     """pack_batches gives each run exactly the batch (order, crop, flip, normalisation) its own loader gives
     batch by batch, the last smaller batch included, whether it augments the pack's batches one at a time or
