@@ -251,6 +251,9 @@ class RunConfig:
         one_of("precision", self.precision, PRECISIONS)
         one_of("augmentation", self.augmentation, AUGMENTATIONS)
         one_of("step_mode", self.step_mode, STEP_MODES)
+        if self.compile_step and self.step_mode == "eager":
+            raise ValueError("compile_step=True compiles the static step; it needs step_mode='auto' or 'static', "
+                             "not 'eager'")
         if self.split_convention == "index" and spec.num_classes is not None:  # registered datasets: once loaded
             metrics.groups_by_index(spec.num_classes, self.dataset)
         if not 0 <= self.few_threshold < self.many_threshold:

@@ -442,7 +442,7 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
     static = None
     if _uses_static_step(config, device, optimizer, distributed, frozen_features):
         static = StaticStep(model, policy, optimizer, batch_size=config.batch_size, device=device,
-                            sample_shape=(train_data.images.shape[1], input_size, input_size),
+                            sample_shape=_sample_shape(config, train_data, input_size),
                             precision=config.precision, need_clean=need_clean, compile=config.compile_step)
     if frozen_features:
         # the encoder is frozen, the batches unaugmented and unmixed: encode every image once
@@ -615,7 +615,7 @@ def _train_runs(runs: list[_Run], checkpoints: list[Path], *, spec, data, input_
     need_clean = spec.rate == "am" and first.train_acc_source == "clean"
     autocast = _autocast(device, first.precision)
     step = PackedStep(model, [run.policy for run in runs], optimizer, batch_size=first.batch_size, device=device,
-                      sample_shape=(train_data.images.shape[1], input_size, input_size), precision=first.precision,
+                      sample_shape=_sample_shape(first, train_data, input_size), precision=first.precision,
                       need_clean=need_clean, graphs=device.type == "cuda" and first.step_mode != "eager",
                       compile=first.compile_step)
     test_loader = _test_loader(first, test_data, device)
@@ -686,6 +686,13 @@ def _input_size(config: RunConfig, train_data) -> int:
     return config.crop_size if config.augmentation == "resized_crop_flip" else train_data.images.shape[-1]
 
 
+def _sample_shape(config: RunConfig, train_data, input_size: int) -> tuple[int, int, int]:
+    """``(C, H, W)`` of a training batch's images: the crop of ``resized_crop_flip``, else the stored size (which
+    may be non-square)."""
+    c, h, w = train_data.images.shape[1:]
+    return (c, input_size, input_size) if config.augmentation == "resized_crop_flip" else (c, h, w)
+
+
 def _test_loader(config: RunConfig, test_data, device) -> TensorLoader:
     mean, std = datasets.normalization(config.dataset)
     return TensorLoader(test_data.images, test_data.labels, config.eval_batch_size, device=device, mean=mean,
@@ -701,10 +708,7 @@ def _uses_static_step(config: RunConfig, device: torch.device, optimizer, distri
                       frozen_features: bool) -> bool:
     """Whether the epoch runs through :class:`~amixup.static_step.StaticStep`: ``step_mode="static"`` or
     ``compile_step=True``, or ``"auto"`` on one CUDA device with SGD; either where it cannot apply is an error."""
-    if config.step_mode == "eager":
-        if config.compile_step:
-            raise ValueError("compile_step=True compiles the static step; it needs step_mode='auto' or 'static', "
-                             "not 'eager'")
+    if config.step_mode == "eager":  # with compile_step=True: refused by RunConfig.validate
         return False
     problems = []
     if distributed:

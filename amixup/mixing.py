@@ -57,8 +57,21 @@ def mixup(x: torch.Tensor, targets: torch.Tensor, lam: float, perm=None, generat
     """
     lam = _check_lam(lam)
     perm = _pairing(x, perm, generator)
-    mixed = x.mul(lam).add_(x[perm], alpha=1.0 - lam)
+    if x.dtype in (torch.float32, torch.float64):
+        mixed = x.mul(lam).add_(x[perm], alpha=1.0 - lam)
+    else:  # bf16 autocast: in float32, rounded once (a CPU add_ would round alpha = 1 - lam itself to bf16)
+        mixed = x.float().mul_(lam).add_(x[perm].float(), alpha=1.0 - lam).to(x.dtype)
     return mixed, targets, targets[perm]
+
+
+def mix_weighted(h: torch.Tensor, partner: torch.Tensor, lam: torch.Tensor, lam_rest: torch.Tensor) -> torch.Tensor:
+    """Eq. 4 with lambda and 1 - lambda as float32 tensors (the static and packed steps keep them on the device):
+    ``lam * h + lam_rest * partner``. A lower-precision ``h`` (bf16 autocast) is mixed in float32 and rounded
+    once, as :func:`mixup` mixes it, so lambda is never rounded to bf16 (an operation of a bf16 tensor with a
+    float32 device tensor would round it on a GPU)."""
+    if h.dtype == lam.dtype:
+        return torch.addcmul(h * lam, partner, lam_rest)
+    return torch.addcmul(h.float() * lam, partner.float(), lam_rest).to(h.dtype)
 
 
 def mixup_loss(logits: torch.Tensor, targets_a: torch.Tensor, targets_b: torch.Tensor, lam: float) -> torch.Tensor:

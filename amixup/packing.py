@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from .augment import batch_chunks, join_draws
 from .config import RunConfig
-from .mixing import MixPolicy
+from .mixing import MixPolicy, mix_weighted
 from .models import SplitModel, _BasicBlock
 from .static_step import StaticStep
 
@@ -59,9 +59,11 @@ class PackedLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = self.packs
         w = self.weight.view(k, self.out_features, self.in_features)
-        out = torch.bmm(x.view(len(x), k, self.in_features).transpose(0, 1), w.transpose(1, 2))  # [K, B, out]
-        if self.bias is not None:
-            out = out + self.bias.view(k, 1, self.out_features)
+        xk = x.view(len(x), k, self.in_features).transpose(0, 1)
+        if self.bias is None:
+            out = torch.bmm(xk, w.transpose(1, 2))  # [K, B, out]
+        else:  # the bias inside the product, as nn.Linear's addmm (under autocast all three in bf16)
+            out = torch.baddbmm(self.bias.view(k, 1, self.out_features), xk, w.transpose(1, 2))
         return out.transpose(0, 1).reshape(len(x), k * self.out_features)
 
 
@@ -277,8 +279,7 @@ def mix_packed(h: torch.Tensor, perm: torch.Tensor, lam: torch.Tensor, lam_rest:
     hv = per_run(h, packs)
     partner = hv[perm.t(), torch.arange(packs, device=h.device)]  # [B, K, D, ...]: run k's partners
     shape = (1, packs) + (1,) * (hv.dim() - 2)
-    lam, lam_rest = lam.view(shape).to(h.dtype), lam_rest.view(shape).to(h.dtype)
-    return torch.addcmul(hv * lam, partner, lam_rest).flatten(1, 2)
+    return mix_weighted(hv, partner, lam.view(shape), lam_rest.view(shape)).flatten(1, 2)
 
 
 def cross_entropy_per_run(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

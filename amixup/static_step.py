@@ -28,7 +28,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from .mixing import MixPolicy
+from .mixing import MixPolicy, mix_weighted
 from .models import SplitModel
 
 #: Eager full-size steps before the first capture (lazy initialisation of cuBLAS / cuDNN and the
@@ -96,7 +96,7 @@ class StaticStep:
             self._forward_loss = torch.compile(self._forward_loss, dynamic=False)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self._graph_grads: dict[int, list] = {}  # gradient memory each graph writes, kept alive
-        self.eager_full_steps = 0
+        self.warmup_steps: dict = {}  # eager full steps per graph key (mixing layer) before its capture
 
     @property
     def kind(self) -> str:
@@ -155,14 +155,21 @@ class StaticStep:
         with torch.cuda.device(self.device):  # streams and captures on the run's GPU (e.g. cuda:1 of a sweep)
             self._graph_step(layer, args)
 
+    def warming_up(self, layer) -> bool:
+        """Whether the next full step at ``layer`` runs eagerly before its graph is captured: the first
+        :data:`WARMUP_STEPS` at each layer (so a compiled step compiles every layer's code outside a capture)
+        and every step before the optimizer's momentum buffers exist."""
+        return layer not in self.graphs and (self.warmup_steps.get(layer, 0) < WARMUP_STEPS
+                                             or not self._has_momentum())
+
     def _graph_step(self, layer: int, args) -> None:
-        if layer not in self.graphs and (self.eager_full_steps < WARMUP_STEPS or not self._has_momentum()):
+        if self.warming_up(layer):
             side = torch.cuda.Stream(self.device)  # warm-up off the capture stream, as torch.cuda.graphs asks
             side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(side):
                 self._eager(*args)
             torch.cuda.current_stream(self.device).wait_stream(side)
-            self.eager_full_steps += 1
+            self.warmup_steps[layer] = self.warmup_steps.get(layer, 0) + 1
             return
         if layer not in self.graphs:
             self._capture(layer)
@@ -202,7 +209,7 @@ class StaticStep:
         model, policy = self.model, self.policy
         with self.autocast:
             if policy.mixes:
-                logits, clean = model.forward_mixed(x, layer, lambda h: torch.addcmul(h * lam, h[perm], lam_rest))
+                logits, clean = model.forward_mixed(x, layer, lambda h: mix_weighted(h, h[perm], lam, lam_rest))
             else:
                 logits, _ = model.forward_mixed(x, None, None)
                 clean = logits.detach()

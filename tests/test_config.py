@@ -66,6 +66,7 @@ def test_all_table7_rows_are_configurations():
     # each of these passed validate() and then failed at the first batch or in the optimizer, or gave wrong numbers
     (dict(crop_padding=-1), r"crop_padding must be >= 0 .*got -1"),
     (dict(color_jitter=-0.4), r"color_jitter must be >= 0 .*got -0.4"),
+    (dict(compile_step=True, step_mode="eager"), "compile_step=True compiles the static step; it needs step_mode"),
     (dict(momentum=-1.0), r"momentum must lie in \[0, 1\), got -1.0"),
     (dict(momentum=1.5), r"momentum must lie in \[0, 1\), got 1.5"),
     (dict(weight_decay=-5.0), "weight_decay must be >= 0, got -5.0"),

@@ -225,3 +225,20 @@ def test_long_tailed_variant_of_an_unbalanced_base(tmp_path):
     write_tree(tmp_path / "uneven", classes=("a", "b", "c"), per_class=(6, 12, 9))
     D.register_dataset("uneven_lt", D.imagefolder_loader(tmp_path / "uneven"), longtail=True, default_imb=4)
     assert D.build_dataset("uneven_lt", "train").counts() == D.longtail_counts(6, 3, 4) == [6, 3, 1]
+
+
+def test_non_square_images_train_through_the_static_step_as_eagerly(tmp_path):
+    """The static (and packed) step's fixed batch takes the stored image shape, height and width apart."""
+    def wide(split):
+        data = blobs(split, channels=3, size=24)
+        return D.ImageData(data.images[..., 4:20, :].contiguous(), data.labels, data.classes, "wide blobs")
+
+    D.register_dataset("wide_blobs", wide)
+    common = dict(dataset="wide_blobs", method="mixup", experiment="own", epochs=1, device="cpu",
+                  split_convention="counts")
+    eager = train(make_config("motivation", "smoke", step_mode="eager", **common), tmp_path / "eager", progress=False)
+    static = train(make_config("motivation", "smoke", step_mode="static", **common), tmp_path / "static",
+                   progress=False)
+    assert static["environment"]["step"] == "static_eager"
+    assert static["history"][0]["train_acc_mixed"] == eager["history"][0]["train_acc_mixed"]
+    assert static["history"][0]["train_loss"] == pytest.approx(eager["history"][0]["train_loss"], rel=1e-4)
