@@ -11,7 +11,8 @@
 #      epochs it finished);
 #   4. for ResNet32 the K runs as one CUDA graph of K parallel streams (--streams), the packed network in NCHW,
 #      and with cudnn.benchmark (grouped convolutions may prefer either), in the time left.
-# PART=2: the compiled twins (compile_step=True) beside a solo static baseline, bf16, and
+# PART=2: manifold mixup (a layer drawn per batch: a CUDA graph per layer) eagerly and through the compiled static
+#   step, 2 epochs; the compiled twins (compile_step=True) beside a solo static baseline, bf16; and
 #   benchmarks/loader_vs_engine.py (CNN-Vis2D: the engine against a DataLoader loop).
 # Every phase has its own time limit inside a global deadline; what finished is packed into $OUT.
 #
@@ -27,14 +28,14 @@ DEADLINE=${DEADLINE:-560}   # seconds for everything (one device call of at most
 source benchmarks/gpu_session_setup.sh
 PART=${PART:-1}
 if [ -n "${TINY:-}" ]; then
-  DEVICE=cpu; CHECK_IMAGES=300; CHECK_EPOCHS=1; PHASE_T=120
+  DEVICE=cpu; CHECK_IMAGES=300; CHECK_EPOCHS=1; PHASE_T=120; DRAWN_COMPILE=0  # compiling takes minutes on a CPU
   BENCH_ARGS="--device cpu --tiny --no-eager --concurrent none --packed 2,2x2"
   STEP_ARGS="--device cpu --models cnn_vis2d --packs 1,2 --steps 1 --warmup 1 --eval-images 64 --data-batches 3"
   VARIANT_ARGS="--device cpu --models cnn_vis2d --packs 2 --steps 1 --warmup 1 --no-data"
   COMPILED_ARGS="--device cpu --tiny --no-eager --concurrent none --packed 2 --only static"  # no compile: minutes on a CPU
   LOADER_ARGS="--device cpu --epochs 1 --warmup 0 --train-subset 300 --test-subset 200"
 else
-  DEVICE=cuda; CHECK_IMAGES=2000; CHECK_EPOCHS=3; PHASE_T=75
+  DEVICE=cuda; CHECK_IMAGES=2000; CHECK_EPOCHS=3; PHASE_T=75; DRAWN_COMPILE=1
   BENCH_ARGS="--device cuda --no-eager --epochs 8 --concurrent 8 --concurrent-epochs 6 --packed 16,32,16x2"
   STEP_ARGS="--device cuda --packs 1,8,16,32 --steps 20 --eval-images 10000"
   VARIANT_ARGS="--device cuda --models resnet32 --packs 16,32 --steps 20 --no-data"
@@ -105,6 +106,34 @@ step packing_step_streams 40 "$VARIANT_ARGS --streams"  # its own process: a fai
 step packing_step_contiguous 35 "$VARIANT_ARGS --packed-layout contiguous"
 step packing_step_cudnn_benchmark 35 "$VARIANT_ARGS --cudnn-benchmark"
 else
+# manifold mixup through the compiled static step: each drawn layer compiled and captured after its own warm-up
+t=$(date +%s)
+timeout 120 $PY - "$DEVICE" "$CHECK_IMAGES" "$DRAWN_COMPILE" "$OUT/drawn_layers_check.json" \
+  > "$LOGS/drawn_layers_check.txt" 2>&1 <<'EOF'
+import json, sys, tempfile, time
+import torch
+from amixup import engine
+from amixup.recipes import make_config
+device, images, compile_step, out = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
+result = {"device": torch.cuda.get_device_name() if device == "cuda" else device, "torch": torch.__version__,
+          "runs": []}
+with tempfile.TemporaryDirectory() as tmp:
+    for mode in (dict(step_mode="eager"), dict(step_mode="static", compile_step=compile_step)):
+        config = make_config("cifar_lt", "paper", dataset="cifar10_lt", imb_factor=100, method="manifold_mixup",
+                             seed=0, epochs=2, warmup_epochs=1, train_subset=images, test_subset=1000, device=device,
+                             experiment="drawn-check", **mode)
+        t = time.perf_counter()
+        try:
+            rec = engine.train(config, f"{tmp}/{mode['step_mode']}", progress=False)
+            history = [{k: h[k] for k in ("train_loss", "train_acc_mixed", "test_all")} for h in rec["history"]]
+            result["runs"].append({**mode, "step": rec["environment"]["step"], "history": history})
+        except Exception as exc:  # a failed capture or compilation is the finding
+            result["runs"].append({**mode, "error": repr(exc)[-2000:]})
+        result["runs"][-1]["seconds"] = time.perf_counter() - t
+        json.dump(result, open(out, "w"), indent=1)  # each run as it ends
+print(json.dumps(result, indent=1))
+EOF
+echo "drawn_layers_check rc=$? $(( $(date +%s) - t )) s" >> "$LOGS/phases.txt"
 # the compiled twins beside a solo static baseline, bf16; then the engine against a DataLoader loop
 throughput gpu_throughput_compiled "$COMPILED_ARGS $MPS_ARGS" "${LOADER_T:-70}"
 t=$(date +%s)

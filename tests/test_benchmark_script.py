@@ -191,7 +191,10 @@ def test_the_prepared_packed_gpu_session_runs_its_cpu_path(data_env, tmp_path):
     assert len(list(out.iterdir())) <= 8
 
     out, phases = session("2")
-    assert all(f"{name} rc=0" in phases for name in ("gpu_throughput_compiled", "loader_vs_engine")), phases
+    assert all(f"{name} rc=0" in phases for name in ("drawn_layers_check", "gpu_throughput_compiled",
+                                                      "loader_vs_engine")), phases
+    drawn = json.loads((out / "drawn_layers_check.json").read_text())["runs"]
+    assert [run.get("step", run.get("error")) for run in drawn] == ["eager", "static_eager"]
     assert list(json.loads((out / "gpu_throughput_compiled.json").read_text())["phases"]) == ["static"]
     assert (out / "loader_vs_engine.json").exists() and (out / "logs.tgz").exists()
 
