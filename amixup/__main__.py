@@ -17,7 +17,7 @@ from . import data
 from . import distributed as ddp
 from .config import parse_assignments
 from .engine import DEFAULT_RESULTS_DIR, resolve_device, train
-from .records import CorruptFileError
+from .records import CorruptFileError, RunBusyError
 from .recipes import PROFILES, RECIPES, make_config
 
 
@@ -46,7 +46,10 @@ def main(argv=None) -> int:
         loaders = {"cifar10": data.load_cifar10, "cifar100": data.load_cifar100, "mnist": data.load_mnist,
                    "tiny_imagenet": load_tiny_imagenet}
         for name in args.datasets:
-            d = loaders[name]("train", download=args.download)
+            try:
+                d = loaders[name]("train", download=args.download)
+            except (CorruptFileError, data.DataNotFoundError, data.DataCorruptError) as err:
+                parser.exit(1, f"{parser.prog}: error: {err}\n")
             print(f"{name}: {len(d)} training images from {d.source}")
         return 0
 
@@ -64,7 +67,7 @@ def main(argv=None) -> int:
         parser.error(str(err))
     try:
         record = train(config, args.results_dir, overwrite=args.overwrite)
-    except (CorruptFileError, data.DataNotFoundError, data.DataCorruptError) as err:
+    except (CorruptFileError, RunBusyError, data.DataNotFoundError, data.DataCorruptError) as err:
         parser.exit(1, f"{parser.prog}: error: {err}\n")
     except ValueError as err:  # a parameter found wrong once the data or a checkpoint is read (the message names it)
         parser.exit(2, f"{parser.prog}: error: {err}\n")

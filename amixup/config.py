@@ -40,12 +40,15 @@ def parse_value(text: str):
 def parse_assignments(items, option: str = "--set", split: bool = False) -> dict:
     """``["lr=0.1", "flip=False"]`` -> ``{"lr": 0.1, "flip": False}`` (values by :func:`parse_value`); with
     ``split``, each value is a comma-separated list (``"method=ce,mixup"`` -> ``["ce", "mixup"]``).
-    ``ValueError`` naming ``option`` and an item without ``=``."""
+    ``ValueError`` naming ``option`` and an item without ``=`` or a field given twice."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"{option} expects FIELD=VALUE, got {item!r}")
+        if key in out:
+            raise ValueError(f"{option} gives {key} twice ({key}={out[key]!r} and {item!r})"
+                             + ("; list every value once: FIELD=V1,V2" if split else ""))
         out[key] = [parse_value(v) for v in value.split(",")] if split else parse_value(value)
     return out
 

@@ -30,7 +30,8 @@ from .metrics import (alignment, class_groups, neighborhood_uniformity, per_clas
                       split_accuracy, uniformity)
 from .mixing import MixPolicy, mixup, random_permutation, resolve_spec
 from .models import TORCHVISION_ARCH, SplitModel, build_model, from_torchvision_state, torchvision_prefixes
-from .records import CorruptFileError, atomic_write_bytes, code_provenance, environment, read_record, write_record
+from .records import (CorruptFileError, atomic_write_bytes, code_provenance, environment, read_record, run_lock,
+                      write_record)
 from .packing import (PackedStep, check_packable, checkpoint_states, pack_batches, pack_models, pack_optimizer_state,
                       per_run, unpack_state)
 from .schedule import AMScheduler
@@ -303,7 +304,9 @@ def _build_run(config: RunConfig, spec, train_data, input_size: int, device, res
     else:
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     host_gen = torch.Generator().manual_seed(config.seed)
-    device_gen = torch.Generator(device=device).manual_seed(config.seed + 1 + 7919 * rank)
+    # one process: data order and augmentation from seed + 1; several: the shared order from seed + 1 (the one
+    # process's order), each rank's augmentation from a stream of its own (rank 0's did replay the order's numbers)
+    device_gen = torch.Generator(device=device).manual_seed(config.seed + 1 + (7919 * (rank + 1) if distributed else 0))
     shuffle_gen = torch.Generator(device=device).manual_seed(config.seed + 1) if distributed else None
     policy = MixPolicy(spec, alpha=config.alpha, fixed_lambda=config.fixed_lambda,
                        eligible_layers=model.manifold_layers, last_layer_index=model.last_layer,
@@ -343,7 +346,7 @@ def _restore(run: _Run, path: Path, device, rank: int = 0) -> None:
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["am"])
     run.policy.load_state_dict(state["policy"])
-    run.host_gen.set_state(state["host_gen"])
+    run.host_gen.set_state(state["rank_host_gens"][rank] if "rank_host_gens" in state else state["host_gen"])
     run.device_gen.set_state(state["device_gen"].cpu() if "rank_gens" not in state else state["rank_gens"][rank].cpu())
     if run.shuffle_gen is not None:
         run.shuffle_gen.set_state(state["shuffle_gen"].cpu())
@@ -403,10 +406,24 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
     """
     config = RunConfig.from_dict(config.to_dict()).validate()
     results_dir = Path(results_dir)
-    run_id = config.run_id()
     out_path = record_path(config, results_dir)
     if out_path.exists() and not overwrite:
         return read_record(out_path)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun: the processes of one run share it (no lock)
+        return _train(config, results_dir, out_path, overwrite, progress, on_epoch_end)
+    with run_lock(_lock_path(results_dir, config.run_id()), config.run_id()):  # RunBusyError: trained elsewhere
+        if out_path.exists() and not overwrite:  # it finished while this process waited to start
+            return read_record(out_path)
+        return _train(config, results_dir, out_path, overwrite, progress, on_epoch_end)
+
+
+def _lock_path(results_dir: Path, run_id: str) -> Path:
+    return results_dir / "checkpoints" / f"{run_id}.lock"
+
+
+def _train(config: RunConfig, results_dir: Path, out_path: Path, overwrite: bool, progress: bool,
+           on_epoch_end) -> dict:
+    run_id = config.run_id()
     ckpt_path = _checkpoint_path(results_dir, run_id)
     if overwrite:
         ckpt_path.unlink(missing_ok=True)
@@ -528,7 +545,8 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
         if _saves(config, epoch):  # every process: the gathers below are collective
             state = _checkpoint_state(run, epoch + 1, model.state_dict(), optimizer.state_dict())
             state["torch_rng"] = ddp.gather_objects(_torch_rng_state(device))  # per process, in rank order
-            if distributed:
+            if distributed:  # per process: a rank's pairings draw its share's size (uneven in a last batch)
+                state["rank_host_gens"] = ddp.gather_objects(run.host_gen.get_state())
                 state["rank_gens"] = ddp.gather_objects(run.device_gen.get_state().cpu())
                 state["shuffle_gen"] = run.shuffle_gen.get_state().cpu()
             if main_process:
@@ -576,8 +594,13 @@ def train_packed(configs, results_dir=DEFAULT_RESULTS_DIR, *, progress: bool = T
             raise ValueError("train_packed trains in one process; distributed runs use train() (pack=1)")
         if configs[0].finetune_from:  # the same in every packed run
             _encoder_source(configs[0].finetune_from, results_dir, configs[0].model)
-        _train_pack([configs[i] for i in todo], results_dir, progress,
-                    (lambda j, epoch, entry: on_epoch_end(todo[j], epoch, entry)) if on_epoch_end else None)
+        with contextlib.ExitStack() as locks:  # every run's, as train(): RunBusyError if one trains elsewhere
+            for i in todo:
+                locks.enter_context(run_lock(_lock_path(results_dir, configs[i].run_id()), configs[i].run_id()))
+            todo = [i for i in todo if not record_path(configs[i], results_dir).exists()]  # finished meanwhile
+            if todo:
+                _train_pack([configs[i] for i in todo], results_dir, progress,
+                            (lambda j, epoch, entry: on_epoch_end(todo[j], epoch, entry)) if on_epoch_end else None)
     return [read_record(record_path(c, results_dir)) for c in configs]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -15,6 +16,32 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 class CorruptFileError(RuntimeError):
     """A record or checkpoint that cannot be read; the message names the file and what to do."""
+
+
+class RunBusyError(RuntimeError):
+    """A run that another process is training (it holds the run's lock file)."""
+
+
+@contextlib.contextmanager
+def run_lock(path, run_id: str):
+    """Hold the lock file ``path`` of run ``run_id`` for the ``with`` block, so that no second process trains the
+    same run into the same checkpoint and record (a resubmitted job, a second sweep): that one gets a
+    :class:`RunBusyError`. The operating system releases the lock when its holder ends, however it ends. Where
+    ``fcntl`` is missing (not POSIX) there is no lock."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunBusyError(f"run {run_id} is being trained by another process (it holds {path}); wait for its "
+                               "record, or stop that process (its checkpoint lets the run resume)") from None
+        yield
 
 
 def _umask() -> int:

@@ -55,6 +55,7 @@ import json
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -70,7 +71,7 @@ from . import progress as progress_bars
 from .config import RunConfig, number_argument, parse_assignments
 from .engine import record_path, resolve_device, train, train_packed
 from .packing import pack_groups
-from .records import REPO_ROOT, read_record
+from .records import REPO_ROOT, CorruptFileError, read_record
 from .recipes import RECIPES, PROFILES, make_config
 
 
@@ -227,6 +228,7 @@ def _start_mps() -> tuple[dict, bool, str | None]:
     variables = {"CUDA_MPS_PIPE_DIRECTORY": pipe or os.path.join(tmp, "pipe"),
                  "CUDA_MPS_LOG_DIRECTORY": log or os.path.join(tmp, "log")}
     env = {**os.environ, **variables}
+    running = False
     try:
         for folder in variables.values():
             Path(folder).mkdir(parents=True, exist_ok=True)
@@ -236,14 +238,16 @@ def _start_mps() -> tuple[dict, bool, str | None]:
             raise _MPSUnavailable(f"'{MPS_CONTROL} -d' failed: {err}") from None
         if done.returncode != 0:
             raise _MPSUnavailable(f"'{MPS_CONTROL} -d' exited {done.returncode}: {done.stderr.strip()[-500:]}")
+        running = True
         deadline = time.monotonic() + _MPS_START_TIMEOUT
         while not _mps_answers(env):
             if time.monotonic() > deadline:
-                _stop_mps(variables, quiet=True)
                 raise _MPSUnavailable(f"the control daemon did not answer 'get_server_list' within "
                                       f"{_MPS_START_TIMEOUT:.0f} s (its log: {variables['CUDA_MPS_LOG_DIRECTORY']})")
             time.sleep(0.1)
-    except BaseException:
+    except BaseException:  # Ctrl-C too: a daemon we started is stopped before its folders go
+        if running:
+            _stop_mps(variables, quiet=True)
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -358,14 +362,18 @@ def run_sweep(configs, results_dir, *, workers="auto", devices=None, progress: b
         env["AMIXUP_PLUGINS"] = ",".join(filter(None, [os.environ.get("AMIXUP_PLUGINS"), *plugins]))
         worker_devices = slots or [g[0].device for g in groups]
 
+        running = set()  # worker processes, stopped if the sweep is interrupted (their checkpoints stay)
+
         def launch(group):
             with on_free_device(group) as group:
-                done = subprocess.run(_worker_command(group, results_dir, threads), env=env,
-                                      capture_output=True, text=True)
-            if done.returncode != 0:
+                returncode, stderr = _run_worker(_worker_command(group, results_dir, threads), env, running)
+            if returncode != 0:
                 what = f"run {group[0].run_id()}" if len(group) == 1 else \
                     f"pack of {len(group)} runs ({', '.join(c.run_id() for c in group)})"
-                raise RuntimeError(f"{what} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+                log = results_dir / "logs" / f"{group[0].run_id()}.log"  # the worker's whole stderr
+                log.parent.mkdir(parents=True, exist_ok=True)
+                log.write_text(stderr)
+                raise RuntimeError(f"{what} failed (exit {returncode}; its output: {log}):\n{stderr[-2000:]}")
             return group
 
         failures = []
@@ -381,16 +389,32 @@ def run_sweep(configs, results_dir, *, workers="auto", devices=None, progress: b
                     except RuntimeError as err:
                         failures.append((len(futures[future]), str(err)))
                     bar.update(len(futures[future]))
-            except BaseException:  # e.g. KeyboardInterrupt: start no further run
+            except BaseException:  # e.g. KeyboardInterrupt, SIGTERM: start no further run, stop the running ones
                 for future in futures:
                     future.cancel()
+                for proc in list(running):
+                    proc.terminate()
                 raise
         if failures:
             bar.close()
             failed = sum(n for n, _ in failures)
-            raise RuntimeError(f"{failed} of {len(todo)} runs failed; the others are recorded.\n" + failures[0][1])
+            others = "".join(f"\n{message.splitlines()[0]}" for _, message in failures[1:])
+            raise RuntimeError(f"{failed} of {len(todo)} runs failed; the others are recorded.\n" + failures[0][1]
+                               + others)
     bar.close()
     return [read_record(record_path(c, results_dir)) for c in configs]
+
+
+def _run_worker(command: list[str], env: dict, running: set) -> tuple[int, str]:
+    """Run a worker process to its end, listed in ``running`` meanwhile (so an interrupted sweep can stop it);
+    its exit code and standard error."""
+    with subprocess.Popen(command, env=env, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:
+        running.add(proc)
+        try:
+            _, stderr = proc.communicate()
+        finally:
+            running.discard(proc)
+    return proc.returncode, stderr
 
 
 def submit_slurm(configs, results_dir, *, folder="slurm_logs", cluster: str | None = None, pack: int = 1,
@@ -409,12 +433,24 @@ def submit_slurm(configs, results_dir, *, folder="slurm_logs", cluster: str | No
     todo = pending(configs, results_dir)
     if not todo:
         return []
+    plugins = data.plugin_modules(c.dataset for c in todo)  # registered datasets reach the jobs, as the workers
     executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
     executor.update_parameters(**slurm_parameters)
     with executor.batch():
-        jobs = [executor.submit(train, g[0], str(results_dir), progress=False) if len(g) == 1 else
-                executor.submit(train_packed, g, str(results_dir), progress=False) for g in pack_groups(todo, pack)]
+        jobs = [executor.submit(_slurm_job, plugins, g, str(results_dir)) for g in pack_groups(todo, pack)]
     return jobs
+
+
+def _slurm_job(plugins: list[str], group: list[RunConfig], results_dir: str):
+    """One SLURM job: import the modules that register the runs' datasets, then train the run (its record) or the
+    pack (its records)."""
+    import importlib
+
+    for module in plugins:
+        importlib.import_module(module)
+    if len(group) == 1:
+        return train(group[0], results_dir, progress=False)
+    return train_packed(group, results_dir, progress=False)
 
 
 _positive_int = number_argument(int, 1)
@@ -442,6 +478,10 @@ def _device_list(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(f"expected comma-separated devices, e.g. cpu or cuda:0,cuda:1, "
                                          f"got {text!r} ({err})") from None
     return devices
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def main(argv=None) -> int:
@@ -489,6 +529,7 @@ def main(argv=None) -> int:
         fixed, slurm = parse_assignments(args.set), parse_assignments(args.slurm, "--slurm")
     except ValueError as err:
         parser.error(str(err))
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # kill, timeout, a scheduler: workers and MPS stopped too
     try:
         configs = expand_grid(args.recipe, args.profile, grid,
                               seeds=args.seeds, experiment=args.experiment,
@@ -502,8 +543,17 @@ def main(argv=None) -> int:
         if args.devices:
             parser.error("--devices places runs on this machine's devices; with --slurm each job gets the GPUs "
                          "SLURM gives it: ask for them with --slurm gpus_per_node=N")
+        local = [flag for flag, value, default in (("--workers", args.workers, "auto"), ("--mps", args.mps, "auto"),
+                 ("--workers-per-gpu", args.workers_per_gpu, WORKERS_PER_GPU)) if value != default]
+        if local:
+            parser.error(f"{', '.join(local)} shape the runs on this machine; with --slurm each run (or pack) is a "
+                         "SLURM job: ask for its resources with --slurm PARAM=VALUE")
+        slurm.setdefault("cluster", "slurm")  # not submitit's silent fallback to local processes
         todo = len(pending(configs, args.results_dir))
-        jobs = submit_slurm(configs, args.results_dir, folder=args.slurm_folder, pack=args.pack, **slurm)
+        try:
+            jobs = submit_slurm(configs, args.results_dir, folder=args.slurm_folder, pack=args.pack, **slurm)
+        except RuntimeError as err:  # submitit: no SLURM here
+            parser.error(f"--slurm: {err} (--slurm cluster=local runs the jobs as local processes)")
         print(f"submitted {todo} runs as {len(jobs)} jobs ({len(configs) - todo} already finished): "
               + ", ".join(str(job.job_id) for job in jobs))
         return 0
@@ -511,8 +561,13 @@ def main(argv=None) -> int:
     if args.mps == "on" and workers == 1:
         parser.error("--mps on puts worker processes under CUDA MPS, but with one worker the runs train in "
                      "this process: use --workers N (N > 1)")
-    records = run_sweep(configs, args.results_dir, workers=args.workers, devices=args.devices, mps=args.mps,
-                        per_gpu=args.workers_per_gpu, pack=args.pack)
+    try:
+        records = run_sweep(configs, args.results_dir, workers=args.workers, devices=args.devices, mps=args.mps,
+                            per_gpu=args.workers_per_gpu, pack=args.pack)
+    except ValueError as err:  # a parameter found wrong once the data is read (the message names it)
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    except (RuntimeError, CorruptFileError, data.DataNotFoundError, data.DataCorruptError) as err:
+        parser.exit(1, f"{parser.prog}: error: {err}\n")
     for rec in records:
         print(rec["run_id"], f"acc_all={rec['metrics']['last']['acc_all']:.2f}")
     return 0

@@ -117,3 +117,38 @@ def test_a_checkpoint_resumes_only_with_the_number_of_processes_that_wrote_it(da
         train(config, tmp_path / "two", progress=False)
     torchrun(tmp_path / "two", {"method": "ce", **overrides})  # the same number of processes resumes
     assert read_record(record_path(config, tmp_path / "two"))["distributed"]["world_size"] == 2
+
+
+def test_a_killed_ddp_run_with_uneven_shares_resumes_to_the_uninterrupted_record(data_env, tmp_path):
+    """mixup on 201 images in global batches of 64: the last batch splits 5 / 4, so each rank draws pairings of
+    its own share's size and its host generator goes on differently; each rank's is checkpointed and restored."""
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent("""
+        import sys
+        from amixup import distributed as ddp
+        from amixup.engine import train
+        from amixup.recipes import make_config
+        out, stop_at = sys.argv[1], int(sys.argv[2])
+        config = make_config("motivation", "smoke", method="mixup", experiment="ddp", train_subset=201,
+                             test_subset=64, epochs=3, batch_size=64, device="cpu")
+        class Stop(Exception):
+            pass
+        def stop(epoch, entry):
+            if epoch == stop_at:
+                raise Stop
+        try:
+            train(config, out, progress=False, on_epoch_end=stop)
+        except Stop:  # every rank stops after the same epoch's checkpoint
+            pass
+        ddp.shutdown()
+    """))
+    launch([str(script), str(tmp_path / "whole"), "0"])
+    launch([str(script), str(tmp_path / "killed"), "1"])
+    config = make_config("motivation", "smoke", method="mixup", experiment="ddp", train_subset=201, test_subset=64,
+                         epochs=3, batch_size=64, device="cpu")
+    assert not record_path(config, tmp_path / "killed").exists()
+    launch([str(script), str(tmp_path / "killed"), "0"])  # resumes after epoch 1
+    whole, resumed = (read_record(record_path(config, tmp_path / d)) for d in ("whole", "killed"))
+    for a, b in zip(whole["history"], resumed["history"], strict=True):
+        assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+    assert whole["metrics"] == resumed["metrics"]

@@ -18,7 +18,7 @@ from amixup.__main__ import main as cli
 from amixup.engine import train
 from amixup.experiments import missing_report, run_configs
 from amixup.recipes import make_config
-from amixup.records import CorruptFileError, load_records
+from amixup.records import CorruptFileError, RunBusyError, load_records, run_lock
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -118,6 +118,30 @@ def test_a_parameter_found_wrong_in_training_is_a_message_not_a_traceback(tmp_pa
     err = capsys.readouterr().err
     assert info.value.code == 2 and "finetune_from='no-such-run': there is no such file" in err
     assert err.count("error:") == 1
+
+
+def test_a_run_another_process_trains_is_refused_then_trains_once_it_is_free(tiny, tmp_path, monkeypatch, capsys):
+    """A second process on the same run (a resubmitted job, a second sweep) gets a message, not a second writer of
+    its checkpoint and record; packed runs too; the CLI says it in one line."""
+    from amixup.engine import _lock_path, train_packed
+
+    config = tiny(method="mixup")
+    twin = config.__class__.from_dict({**config.to_dict(), "seed": 1})
+    with run_lock(_lock_path(tmp_path, config.run_id()), "held elsewhere"):  # flock: per open file, as a process
+        with pytest.raises(RunBusyError, match=f"run {config.run_id()} is being trained by another process"):
+            train(config, tmp_path, progress=False)
+        with pytest.raises(RunBusyError, match=f"run {config.run_id()} is being trained"):
+            train_packed([twin, config], tmp_path, progress=False)
+        assert not list(tmp_path.rglob("*.json")) and not list(tmp_path.rglob("*.pt"))
+    assert train(config, tmp_path, progress=False)["run_id"] == config.run_id()  # free again
+
+    cli_config = make_config("motivation", "smoke", method="am_mixup", seed=0, experiment="cli")
+    monkeypatch.setattr(engine, "load_data", lambda *_: pytest.fail("data was loaded"))
+    with run_lock(_lock_path(tmp_path, cli_config.run_id()), "held elsewhere"):
+        with pytest.raises(SystemExit) as info:
+            cli(["train", "--profile", "smoke", "--results-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert info.value.code == 1 and "is being trained by another process" in err and "Traceback" not in err
 
 
 def test_index_split_on_a_dataset_of_unknown_class_count_names_the_convention(tiny, tmp_path):

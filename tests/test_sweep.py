@@ -30,7 +30,7 @@ def test_sweep_runs_in_parallel_processes_and_skips_finished_runs_on_restart(dat
 def test_a_failing_worker_is_reported(data_env, tmp_path):
     config = sweep.expand_grid("motivation", "smoke", {"method": ["ce"]}, **SMOKE)[0]
     bad = config.__class__.from_dict({**config.to_dict(), "device": "cuda:7"})
-    with pytest.raises(RuntimeError, match="runs failed"):
+    with pytest.raises(RuntimeError, match=r"runs failed[\s\S]*its output: .*logs/.*\.log"):
         sweep.run_sweep([bad, bad.__class__.from_dict({**bad.to_dict(), "seed": 1})], tmp_path, workers=2,
                         mps="off", progress=False)  # (two runs on one GPU: MPS is tested below)
 
@@ -181,6 +181,65 @@ def test_a_daemon_that_does_not_come_up_is_stopped_then_auto_warns_and_on_raises
             sweep.run_sweep(_smoke_pair(), tmp_path / "results", workers=2, devices=["cuda:7"], progress=False)
 
 
+def test_ctrl_c_while_the_daemon_comes_up_stops_it_before_its_folders_go(tmp_path, fake_mps, monkeypatch):
+    def interrupt(env):  # Ctrl-C while the sweep waits for the started daemon to answer
+        raise KeyboardInterrupt
+    monkeypatch.setattr(sweep, "_mps_answers", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        sweep._start_mps()
+    calls = fake_mps()
+    assert [c[0] for c in calls] == ["start", "quit"]  # the daemon we started is told to quit
+    assert not Path(calls[0][1]).parent.exists()  # then its temporary folders are removed
+
+
+def test_slurm_from_the_command_line_asks_submitit_for_slurm_not_its_local_fallback(tmp_path, monkeypatch, capsys):
+    seen = []
+    monkeypatch.setattr(sweep, "submit_slurm", lambda configs, results_dir, **kw: seen.append(kw["cluster"]) or [])
+    argv = ["--profile", "smoke", "--results-dir", str(tmp_path), "--slurm", "timeout_min=5"]
+    assert sweep.main(argv) == 0 and sweep.main([*argv, "--slurm", "cluster=local"]) == 0
+    assert seen == ["slurm", "local"]
+
+    def no_slurm(*args, **kwargs):  # what submitit raises where there is no SLURM
+        raise RuntimeError('Could not detect "srun", are you indeed on a slurm cluster?')
+    monkeypatch.setattr(sweep, "submit_slurm", no_slurm)
+    with pytest.raises(SystemExit):
+        sweep.main(argv)
+    assert "--slurm: Could not detect \"srun\"" in capsys.readouterr().err
+
+
+def test_sigterm_stops_the_sweep_and_its_workers_whose_runs_resume_later(data_env, tmp_path):
+    """kill, timeout or a scheduler's signal: the sweep exits 143, its workers are stopped (they held their runs'
+    locks: the locks are free at once), and each run resumes from its checkpoint in the next sweep."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from amixup.engine import _lock_path
+    from amixup.records import run_lock
+
+    configs = sweep.expand_grid("motivation", "smoke", {"method": ["ce", "mixup"]}, seeds=(0,),
+                                **{**SMOKE, "epochs": 200})
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(sweep.__file__).parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "amixup.sweep", "--profile", "smoke", "--grid", "method=ce,mixup",
+                             "--set", "train_subset=200", "--set", "test_subset=100", "--set", "epochs=200",
+                             "--experiment", "sweep-test", "--workers", "2", "--results-dir", str(tmp_path)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    checkpoints = [tmp_path / "checkpoints" / f"{c.run_id()}.pt" for c in configs]
+    deadline = time.monotonic() + 120
+    while not all(p.exists() for p in checkpoints):  # both workers are training
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "slow"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    time.sleep(1.0)  # the workers' exits
+    for config in configs:  # no worker holds its run any longer
+        with run_lock(_lock_path(tmp_path, config.run_id()), config.run_id()):
+            pass
+    assert sweep.pending(configs, tmp_path) == configs  # unfinished, each with its checkpoint to resume from
+
+
 def test_workers_auto_is_per_gpu_times_the_gpus_and_one_on_a_cpu(monkeypatch):
     cpu = _smoke_pair("cpu")
     assert sweep._resolve_workers("auto", cpu, None, 8) == (1, None)
@@ -235,7 +294,6 @@ def _stub_training(monkeypatch, duration=lambda config: 0.0):
     """Worker launches and in-process runs that only note the device of each run while it is active;
     returns ``(devices of every run, most runs active at once per device)``."""
     import json
-    import subprocess
     import threading
     import time
 
@@ -250,12 +308,12 @@ def _stub_training(monkeypatch, duration=lambda config: 0.0):
         with lock:
             active[config.device] -= 1
 
-    def fake_run(command, **kwargs):
+    def fake_worker(command, env, running):
         fake_train(sweep.RunConfig.from_dict(json.loads(command[command.index("--worker") + 1])[0]))
-        return subprocess.CompletedProcess(command, 0, "", "")
+        return 0, ""
 
     monkeypatch.setattr(sweep, "train", fake_train)
-    monkeypatch.setattr(sweep.subprocess, "run", fake_run)
+    monkeypatch.setattr(sweep, "_run_worker", fake_worker)
     monkeypatch.setattr(sweep, "read_record", lambda path: {"run_id": Path(path).stem,
                                                             "metrics": {"last": {"acc_all": 0.0}}})
     return seen, peak
@@ -319,6 +377,10 @@ def test_configs_sharing_a_run_id_are_an_error_before_any_training(tmp_path, mon
                                "got 'cpu,gpu'"),
     (["--devices", "cpu,"], "argument --devices: expected comma-separated devices"),
     (["--devices", "cuda:0", "--slurm", "cluster=debug"], "with --slurm each job gets the GPUs SLURM gives it"),
+    (["--grid", "method=ce", "--grid", "method=mixup"], "--grid gives method twice (method=['ce'] and 'method=mixup'); "
+                                                        "list every value once: FIELD=V1,V2"),
+    (["--set", "lr=0.1", "--set", "lr=0.2"], "--set gives lr twice"),
+    (["--slurm", "timeout_min=5", "--workers", "2", "--mps", "on"], "--workers, --mps shape the runs on this machine"),
 ])
 def test_a_bad_comma_list_is_a_usage_error_naming_the_option(tmp_path, monkeypatch, capsys, argv, error):
     seen, _ = _stub_training(monkeypatch)
