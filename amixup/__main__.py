@@ -34,7 +34,8 @@ def main(argv=None) -> int:
     run.add_argument("--dataset", default=None)
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--experiment", default="cli")
-    run.add_argument("--results-dir", default=str(DEFAULT_RESULTS_DIR))
+    run.add_argument("--results-dir", default=str(DEFAULT_RESULTS_DIR),
+                     help=f"where the record and checkpoint go (default: {DEFAULT_RESULTS_DIR})")
     run.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                      help="any RunConfig field, e.g. --set beta=0.5 --set imb_factor=100")
     run.add_argument("--overwrite", action="store_true")

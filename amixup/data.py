@@ -78,6 +78,11 @@ class DataNotFoundError(FileNotFoundError):
     """No source could provide the dataset."""
 
 
+class WeightsNotFoundError(DataNotFoundError, ValueError):
+    """Pretrained weights that ``finetune_from`` names are not here and cannot be downloaded: a run that cannot
+    start on this machine, skipped like one without its data (and a ``ValueError`` naming ``finetune_from``)."""
+
+
 class DataCorruptError(RuntimeError):
     """A dataset file or archive is corrupt, truncated or unsafe."""
 
@@ -424,8 +429,12 @@ def _source_download(info: "_Base", tried: list[str]) -> tuple[dict, str] | None
 
     root = cache_dir() / "downloads"
     cls = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100, "mnist": tvd.MNIST}[info.name]
-    for train in (True, False):
-        cls(root=str(root), train=train, download=True)
+    try:
+        for train in (True, False):
+            cls(root=str(root), train=train, download=True)
+    except Exception as exc:  # offline, refused, interrupted: listed with the other places tried
+        tried.append(f"download into {root} failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+        return None
     found = _read_canonical(info, [root], tried)
     return None if found is None else (found[0], f"torchvision download into {root.name}/{found[1].name}")
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from . import experiments
 from .config import parse_assignments
 from .data import COPY_MARKER
+from .engine import resolve_device
 from .records import REPO_ROOT, read_record
 
 ARCHIVE = "cifar10-jpeg.tar.gz"
@@ -213,7 +214,9 @@ def main(argv=None) -> int:
         parser.error("--copy, --data and --cache are required (or --check)")
     try:
         overrides = parse_assignments(args.set)
-    except ValueError as err:
+        for device in (args.devices.split(",") if args.devices else []):  # before any worker starts
+            resolve_device(device)
+    except (ValueError, RuntimeError) as err:  # RuntimeError: torch's, e.g. a malformed device
         parser.error(str(err))
     try:
         records = run(args.profile, args.copy, args.data, args.cache, results_dir=results_dir,

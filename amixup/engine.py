@@ -228,9 +228,10 @@ def _torchvision_weights_file(source: str, model_name: str) -> Path:
         try:
             torch.hub.download_url_to_file(url, str(path), progress=False)
         except Exception as exc:  # offline, refused, interrupted: torch raises many kinds
-            raise ValueError(f"finetune_from={source!r}: {path} is not there and could not be downloaded from {url} "
-                             f"({type(exc).__name__}: {exc}); put that file there, or pass the path of a copy as "
-                             "finetune_from") from exc
+            raise datasets.WeightsNotFoundError(
+                f"finetune_from={source!r}: {path} is not there and could not be downloaded from {url} "
+                f"({type(exc).__name__}: {exc}); put that file there, or pass the path of a copy as "
+                "finetune_from") from exc
     return path
 
 

@@ -227,15 +227,18 @@ def main(argv=None) -> None:
     re_.add_argument("dest", help="a .tar.gz archive or a folder (must not exist)")
     re_.add_argument("--quality", type=int, required=True)
     args = parser.parse_args(argv)
-    if args.command == "estimate":
-        info = copy_quality(args.source, args.sample, args.stride)
-        print("JPEG " + describe(info))
-        print(json.dumps(info))
-    else:
-        stats = reencode(args.source, args.dest, args.quality)
-        stats["source_quality"] = copy_quality(args.source)["quality"]
-        stats["dest_quality"] = copy_quality(args.dest)["quality"]
-        print(json.dumps(stats))
+    try:
+        if args.command == "estimate":
+            info = copy_quality(args.source, args.sample, args.stride)
+            print("JPEG " + describe(info))
+            print(json.dumps(info))
+        else:
+            stats = reencode(args.source, args.dest, args.quality)
+            stats["source_quality"] = copy_quality(args.source)["quality"]
+            stats["dest_quality"] = copy_quality(args.dest)["quality"]
+            print(json.dumps(stats))
+    except (OSError, ValueError) as err:  # a missing or unreadable source, an existing destination: the message
+        parser.exit(1, f"{parser.prog}: error: {err}\n")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ Shortened profiles scale the lr milestones, the step size and warm-up with the n
 
 from __future__ import annotations
 
+import dataclasses
+
 from .config import RunConfig
 
 #: Paper Section 3 / Appendix A.1: CNN-Vis2D on Mini-CIFAR(-LT, -Coarse).
@@ -202,6 +204,10 @@ def make_config(recipe: str, profile: str = "paper", **overrides) -> RunConfig:
     if epochs != full_epochs and settings.get("step_size") and "step_size" not in overrides:
         settings["step_size"] = max(1, round(settings["step_size"] * epochs / full_epochs))
     beta_per_model = settings.pop("beta_per_model", {})
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"unknown config field(s) {', '.join(unknown)}; RunConfig's fields are {sorted(fields)}")
     settings.update(overrides)
     if "beta" not in overrides and settings["model"] in beta_per_model:
         settings["beta"] = beta_per_model[settings["model"]]

@@ -682,7 +682,7 @@ def stated_inputs(md: str) -> tuple[list[str], list[str]]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m amixup.report", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m amixup.report", description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--results-dir", default=str(REPO_ROOT / "results"))
     parser.add_argument("--out", default=None, help="folder for the report (default: the results dir)")
     parser.add_argument("--paper", default=None, help="paper_results.csv (default: ../shared/paper, else results/paper)")

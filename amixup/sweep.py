@@ -493,7 +493,8 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a fixed config field")
     parser.add_argument("--seeds", type=_seed_list, default="0", help="comma-separated seeds (default: 0)")
     parser.add_argument("--experiment", default="sweep")
-    parser.add_argument("--results-dir", default="results/runs")
+    parser.add_argument("--results-dir", default="results/runs",
+                        help="where records and checkpoints go (default: results/runs)")
     parser.add_argument("--workers", type=_workers, default="auto",
                         help="runs at a time, each in its own process (1: in this process); auto (default): "
                              "--workers-per-gpu per GPU with CUDA MPS where the runs go to GPUs, 1 on a CPU")

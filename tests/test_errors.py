@@ -52,6 +52,11 @@ def test_wrong_types_are_named_before_any_data_is_loaded(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "lr must be a number, got 'abc' (str)" in err and "epochs must be an integer, got 2.5 (float)" in err
     assert "Traceback" not in err
+    with pytest.raises(SystemExit) as info:
+        cli(["train", "--profile", "smoke", "--set", "convs_per_block=2"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "unknown config field(s) convs_per_block; RunConfig's fields are [" in err
+    assert "'alpha'" in err and "Traceback" not in err
     for field, value, takes in (("flip", 1, "True or False"), ("imb_factor", "10", "a number or None"),
                                 ("milestones", (1, "a"), "a list of integers"), ("train_subset", 1.5, "an integer or None")):
         with pytest.raises(ValueError, match=re.escape(f"{field} must be {takes}, got {value!r}")):
@@ -142,6 +147,23 @@ def test_a_run_another_process_trains_is_refused_then_trains_once_it_is_free(tin
             cli(["train", "--profile", "smoke", "--results-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert info.value.code == 1 and "is being trained by another process" in err and "Traceback" not in err
+
+
+def test_a_download_that_fails_is_listed_with_the_places_looked(tmp_path, monkeypatch, capsys):
+    import torchvision.datasets as tvd
+
+    monkeypatch.setenv("AMIXUP_DATA_PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv("AMIXUP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(D, "REPO_DATA_DIR", tmp_path / "repo_data")
+
+    def offline(*args, **kwargs):
+        raise OSError("Name or service not known")
+    monkeypatch.setattr(tvd, "CIFAR10", offline)
+    with pytest.raises(SystemExit) as info:
+        cli(["prepare", "cifar10", "--download"])
+    err = capsys.readouterr().err
+    assert info.value.code == 1 and "Traceback" not in err
+    assert "dataset 'cifar10' not found" in err and "download into" in err and "Name or service not known" in err
 
 
 def test_index_split_on_a_dataset_of_unknown_class_count_names_the_convention(tiny, tmp_path):

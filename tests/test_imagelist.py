@@ -260,8 +260,11 @@ def test_torchvision_weights_named_wrong_or_out_of_reach_are_clear_errors(tmp_pa
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(ValueError, match=r"finetune_from='torchvision:IMAGENET1K_V1': .* could not be downloaded "
-                                         r"from https://.*no route to host.*pass the path of a copy"):
+                                         r"from https://.*no route to host.*pass the path of a copy") as info:
         train(make_config("places_lt", "smoke"), tmp_path / "results")  # before any data: none is there
+    assert isinstance(info.value, D.DataNotFoundError)  # a run that cannot start here: skipped, as without data
+    from amixup.experiments import run_configs, table5_configs
+    assert run_configs(table5_configs("smoke"), tmp_path / "results", progress=False) == []
     with pytest.raises(ValueError, match=r"has the weights \['IMAGENET1K_V1', 'IMAGENET1K_V2', 'DEFAULT'\], not 'IMAGENET'"):
         _encoder_source("torchvision:IMAGENET", tmp_path, "resnet152_places")
     with pytest.raises(ValueError, match="torchvision weights fit the models"):
