@@ -59,6 +59,8 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename: a machine that goes down leaves the old file or the new
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:

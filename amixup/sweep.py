@@ -356,7 +356,8 @@ def run_sweep(configs, results_dir, *, workers="auto", devices=None, progress: b
                 _train_group(group, results_dir, progress)
             bar.update(len(group))
     elif todo:
-        threads = max(1, (os.cpu_count() or 1) // workers)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = max(1, cores // workers)  # the cores this process may use (a SLURM or cgroup share)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
         plugins = data.plugin_modules(c.dataset for c in todo)  # registered datasets reach the workers
         env["AMIXUP_PLUGINS"] = ",".join(filter(None, [os.environ.get("AMIXUP_PLUGINS"), *plugins]))
