@@ -307,7 +307,8 @@ def _build_run(config: RunConfig, spec, train_data, input_size: int, device, res
     host_gen = torch.Generator().manual_seed(config.seed)
     # one process: data order and augmentation from seed + 1; several: the shared order from seed + 1 (the one
     # process's order), each rank's augmentation from a stream of its own (rank 0's did replay the order's numbers)
-    device_gen = torch.Generator(device=device).manual_seed(config.seed + 1 + (7919 * (rank + 1) if distributed else 0))
+    rank_offset = 7919 * (rank + 1) if distributed else 0
+    device_gen = torch.Generator(device=device).manual_seed(config.seed + 1 + rank_offset)
     shuffle_gen = torch.Generator(device=device).manual_seed(config.seed + 1) if distributed else None
     policy = MixPolicy(spec, alpha=config.alpha, fixed_lambda=config.fixed_lambda,
                        eligible_layers=model.manifold_layers, last_layer_index=model.last_layer,
@@ -315,7 +316,8 @@ def _build_run(config: RunConfig, spec, train_data, input_size: int, device, res
     train_loader = TensorLoader(train_data.images, train_data.labels, config.batch_size, device=device,
                                 mean=mean, std=std, train=True, crop_padding=config.crop_padding,
                                 flip=config.flip, augmentation=config.augmentation, crop_size=config.crop_size,
-                                color_jitter=config.color_jitter, generator=device_gen, shuffle_generator=shuffle_gen, rank=rank, world_size=world)
+                                color_jitter=config.color_jitter, generator=device_gen, shuffle_generator=shuffle_gen,
+                                rank=rank, world_size=world)
     return _Run(config, model, optimizer, host_gen, device_gen, shuffle_gen, policy, AMScheduler(config.beta),
                 train_loader, encoder_source, world)
 
