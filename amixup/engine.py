@@ -176,6 +176,16 @@ def load_checkpoint(path: Path, map_location, **kwargs) -> dict:
             "epoch, or pass overwrite=True (--overwrite) to start over") from exc
 
 
+def epochs_done(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR) -> int:
+    """The epochs a run has trained: all of them if it has a record, else its checkpoint's epoch (0 if none);
+    ``CorruptFileError`` for an unreadable checkpoint. Only the epoch counter is read (mmap), not the weights."""
+    results_dir = Path(results_dir)
+    if record_path(config, results_dir).exists():
+        return config.epochs
+    path = _checkpoint_path(results_dir, config.run_id())
+    return int(load_checkpoint(path, "cpu", mmap=True)["epoch"]) if path.exists() else 0
+
+
 def _run_record(results_dir: Path, run_id: str) -> Path | None:
     """The record of ``run_id`` in ``results_dir`` (its folder, the experiment, starts the id), None if none."""
     paths = (results_dir / run_id[:i] / f"{run_id}.json" for i, char in enumerate(run_id) if char == "-")
@@ -210,6 +220,22 @@ TORCHVISION_WEIGHTS = "torchvision:"
 def _torchvision_weights_file(source: str, model_name: str) -> Path:
     """The file of torchvision's weights ``source`` for ``model_name`` in torch's hub cache, downloaded there if
     missing; a ``ValueError`` naming ``finetune_from`` where the name does not exist or the download fails."""
+    path, url = torchvision_weights_location(source, model_name)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            torch.hub.download_url_to_file(url, str(path), progress=False)
+        except Exception as exc:  # offline, refused, interrupted: torch raises many kinds
+            raise datasets.WeightsNotFoundError(
+                f"finetune_from={source!r}: {path} is not there and could not be downloaded from {url} "
+                f"({type(exc).__name__}: {exc}); put that file there, or pass the path of a copy as "
+                "finetune_from") from exc
+    return path
+
+
+def torchvision_weights_location(source: str, model_name: str) -> tuple[Path, str]:
+    """Where torchvision's weights ``source`` (``torchvision:NAME``) for ``model_name`` are kept (torch's hub
+    cache) and their download address; a ``ValueError`` naming ``finetune_from`` for an unknown name."""
     import torchvision
 
     arch = TORCHVISION_ARCH.get(model_name)
@@ -222,17 +248,7 @@ def _torchvision_weights_file(source: str, model_name: str) -> Path:
         raise ValueError(f"finetune_from={source!r}: torchvision's {arch} has the weights "
                          f"{list(known.__members__)}, not {name!r}")
     url = known[name].url
-    path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            torch.hub.download_url_to_file(url, str(path), progress=False)
-        except Exception as exc:  # offline, refused, interrupted: torch raises many kinds
-            raise datasets.WeightsNotFoundError(
-                f"finetune_from={source!r}: {path} is not there and could not be downloaded from {url} "
-                f"({type(exc).__name__}: {exc}); put that file there, or pass the path of a copy as "
-                "finetune_from") from exc
-    return path
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1], url
 
 
 def _load_encoder(model: SplitModel, source: str, results_dir: Path, device, model_name: str | None = None) -> str:
@@ -410,14 +426,29 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
     config = RunConfig.from_dict(config.to_dict()).validate()
     results_dir = Path(results_dir)
     out_path = record_path(config, results_dir)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun: the processes of one run share it (no lock), and
+        return _train(config, results_dir, out_path, overwrite, progress, on_epoch_end)  # look for its record together
     if out_path.exists() and not overwrite:
         return read_record(out_path)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun: the processes of one run share it (no lock)
-        return _train(config, results_dir, out_path, overwrite, progress, on_epoch_end)
     with run_lock(_lock_path(results_dir, config.run_id()), config.run_id()):  # RunBusyError: trained elsewhere
         if out_path.exists() and not overwrite:  # it finished while this process waited to start
             return read_record(out_path)
         return _train(config, results_dir, out_path, overwrite, progress, on_epoch_end)
+
+
+def _check_shared_results(out_path: Path, ckpt_path: Path) -> None:
+    """The processes of a distributed run must see one results folder: a ``ValueError`` on every process where
+    some see the run's record or checkpoint and others do not (a folder on each machine's own disk), where
+    they would resume from different epochs or wait for each other forever."""
+    seen = ddp.gather_objects((out_path.exists(), ckpt_path.exists()))
+    for i, (what, path) in enumerate((("record", out_path), ("checkpoint", ckpt_path))):
+        found = [s[i] for s in seen]
+        if any(found) and not all(found):
+            ranks = lambda want: [r for r, f in enumerate(found) if f == want]  # noqa: E731
+            raise ValueError(f"the run's {what} {path.name} is in the results folder of rank(s) {ranks(True)} but not "
+                             f"of {ranks(False)} (this process's: {path.parent.parent}): the "
+                             "processes of a distributed run must share one results folder (--results-dir on a file "
+                             "system every machine mounts), or resume from the same copy of it")
 
 
 def _lock_path(results_dir: Path, run_id: str) -> Path:
@@ -437,6 +468,10 @@ def _train(config: RunConfig, results_dir: Path, out_path: Path, overwrite: bool
     distributed = ddp.init_from_env(device.type)
     rank, world = ddp.rank(), ddp.world_size()
     main_process = rank == 0
+    if distributed:
+        _check_shared_results(out_path, ckpt_path)
+        if out_path.exists() and not overwrite:  # (every process)
+            return read_record(out_path)
     if distributed and device.type == "cuda":
         device = torch.device("cuda", ddp.local_rank())
     spec = resolve_spec(config.method, config.rate, config.one_sided, config.last_layer)

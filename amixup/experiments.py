@@ -228,12 +228,13 @@ def missing_report(configs, results_dir, *, check_data: bool = True):
     """Why each run without a record is missing, as a DataFrame (run_id, dataset, epochs_done, epochs, status).
 
     status: "running or interrupted: k of N epochs done (...)", "data not found: ..."
-    (the dataset cannot be located here; checked once per dataset when ``check_data``), or
-    "not started".
+    (the dataset cannot be located here; checked once per dataset when ``check_data``),
+    "weights not here: ..." (torchvision weights its ``finetune_from`` names are not in torch's hub cache:
+    downloaded when the run starts where this machine is online), or "not started".
     """
     import pandas as pd
 
-    from .engine import _checkpoint_path, load_checkpoint
+    from .engine import TORCHVISION_WEIGHTS, epochs_done, torchvision_weights_location
     from .records import CorruptFileError
 
     results_dir = Path(results_dir)
@@ -243,10 +244,8 @@ def missing_report(configs, results_dir, *, check_data: bool = True):
         config = _final(item)
         if record_path(config, results_dir).exists():
             continue
-        ckpt = _checkpoint_path(results_dir, config.run_id())
-        # mmap: only the epoch counter is read, not the weights and optimizer state
         try:
-            done = load_checkpoint(ckpt, "cpu", mmap=True)["epoch"] if ckpt.exists() else 0
+            done = epochs_done(config, results_dir)
         except CorruptFileError as err:
             rows.append({"run_id": config.run_id(), "dataset": config.dataset, "epochs_done": None,
                          "epochs": config.epochs, "status": f"checkpoint unreadable: {err}"})
@@ -257,7 +256,12 @@ def missing_report(configs, results_dir, *, check_data: bool = True):
             if check_data and config.dataset not in found:
                 found.update(data_available([config]))
             problem = found.get(config.dataset)
-            status = f"data not found: {problem}" if problem else "not started"
+            weights = (torchvision_weights_location(config.finetune_from, config.model)
+                       if (config.finetune_from or "").startswith(TORCHVISION_WEIGHTS) else None)
+            status = (f"data not found: {problem}" if problem else
+                      f"weights not here: {weights[0]} (from {weights[1]}; downloaded when the run starts where "
+                      "this machine is online, else put the file there)" if weights and not weights[0].is_file()
+                      else "not started")
         rows.append({"run_id": config.run_id(), "dataset": config.dataset, "epochs_done": done,
                      "epochs": config.epochs, "status": status})
     return pd.DataFrame(rows, columns=["run_id", "dataset", "epochs_done", "epochs", "status"])

@@ -59,6 +59,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -69,7 +70,7 @@ import torch
 from . import data
 from . import progress as progress_bars
 from .config import RunConfig, number_argument, parse_assignments
-from .engine import record_path, resolve_device, train, train_packed
+from .engine import epochs_done, record_path, resolve_device, train, train_packed
 from .packing import pack_groups
 from .records import REPO_ROOT, CorruptFileError, read_record
 from .recipes import RECIPES, PROFILES, make_config
@@ -114,12 +115,101 @@ def _worker_command(group: list[RunConfig], results_dir: Path, threads: int) -> 
             "--results-dir", str(results_dir), "--threads", str(threads)]
 
 
-def _train_group(group: list[RunConfig], results_dir, progress: bool = False) -> None:
-    """One run with :func:`~amixup.engine.train`, several as one packed network with :func:`~amixup.engine.train_packed`."""
+#: A worker writes ``EPOCH_LINE <run id> <epoch>`` to its standard output after each epoch (the sweep's bar).
+EPOCH_LINE = "amixup-sweep-epoch"
+
+
+def _train_group(group: list[RunConfig], results_dir, progress: bool = False, on_epoch=None) -> None:
+    """One run with :func:`~amixup.engine.train`, several as one packed network with
+    :func:`~amixup.engine.train_packed`; ``on_epoch(run_id, epoch)`` after each epoch of each run."""
     if len(group) == 1:
-        train(group[0], results_dir, progress=progress)
+        train(group[0], results_dir, progress=progress,
+              on_epoch_end=(lambda epoch, _: on_epoch(group[0].run_id(), epoch)) if on_epoch else None)
     else:
-        train_packed(group, results_dir, progress=progress)
+        train_packed(group, results_dir, progress=progress,
+                     on_epoch_end=(lambda i, epoch, _: on_epoch(group[i].run_id(), epoch)) if on_epoch else None)
+
+
+class _EpochBar:
+    """The sweep's progress: epochs trained of all its runs' epochs (finished runs and checkpoints count as
+    trained), with runs done / total in the description, so the time left moves within long runs too.
+    Thread-safe: the threads that wait on worker processes report through it."""
+
+    def __init__(self, configs, results_dir: Path, todo, enabled: bool):
+        from tqdm import tqdm
+
+        self._lock = threading.Lock()
+        self._total_runs, self._runs_done = len(configs), len(configs) - len(todo)
+        self._done = {}  # run id: epochs trained
+        if enabled:  # (reads the epoch counter of each unfinished run's checkpoint)
+            for c in configs:
+                try:
+                    self._done[c.run_id()] = epochs_done(c, results_dir)
+                except CorruptFileError:  # its run says so when it starts
+                    self._done[c.run_id()] = 0
+        self._bar = tqdm(total=sum(c.epochs for c in configs), initial=sum(self._done.values()), unit="epoch",
+                         desc=self._description(), disable=not enabled, file=progress_bars.stream())
+
+    def _description(self) -> str:
+        return f"sweep: {self._runs_done}/{self._total_runs} runs"
+
+    def epoch(self, run_id: str, epoch: int) -> None:
+        """``run_id`` has trained ``epoch`` epochs."""
+        with self._lock:
+            self._advance(run_id, epoch)
+
+    def runs_done(self, group) -> None:
+        with self._lock:
+            self._runs_done += len(group)
+            self._bar.set_description(self._description(), refresh=False)
+            for c in group:
+                self._advance(c.run_id(), c.epochs)
+
+    def _advance(self, run_id: str, epoch: int) -> None:
+        if run_id in self._done:
+            self._bar.update(max(0, epoch - self._done[run_id]))
+            self._done[run_id] = max(epoch, self._done[run_id])
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+class _Workers:
+    """The sweep's worker processes. Once :meth:`stop` is called none starts (a run a thread took in the instant
+    of a Ctrl-C stays unstarted) and those running are terminated (their runs resume from their checkpoints)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._running = set()
+        self._stopping = False
+
+    def run(self, command: list[str], env: dict, on_epoch) -> tuple[int | None, str]:
+        """Run a worker process to its end: its exit code (None: not started, the sweep is stopping) and
+        standard error; ``on_epoch(run_id, epoch)`` for each epoch it reports (:data:`EPOCH_LINE`)."""
+        with self._lock:
+            if self._stopping:
+                return None, ""
+            errors = tempfile.TemporaryFile("w+")  # a file: a full stderr pipe would block the worker
+            proc = subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE, stderr=errors)
+            self._running.add(proc)
+        with errors, proc:
+            try:
+                for line in proc.stdout:
+                    fields = line.split()
+                    if len(fields) == 3 and fields[0] == EPOCH_LINE and fields[2].isdigit():
+                        on_epoch(fields[1], int(fields[2]))
+                proc.wait()
+            finally:
+                with self._lock:
+                    self._running.discard(proc)
+            errors.seek(0)
+            return proc.returncode, errors.read()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            for proc in self._running:
+                proc.terminate()
 
 
 # --------------------------------------------------------------------------- workers per GPU, CUDA MPS
@@ -314,11 +404,10 @@ def run_sweep(configs, results_dir, *, workers="auto", devices=None, progress: b
     ``mps``: run the worker processes under CUDA MPS, "auto" where several runs may share a GPU at once,
     "on" always (an error if it cannot start), "off" never (see the module's docstring). ``pack``: runs
     that differ only in seed, beta, alpha or fixed_lambda train up to ``pack`` at a time as one packed
-    network (:func:`amixup.engine.train_packed`), one pack per worker. Progress shows runs done / total and the
-    time left. Configs that share a run id are a ``ValueError`` (:func:`check_distinct`).
+    network (:func:`amixup.engine.train_packed`), one pack per worker. Progress shows the epochs trained of all
+    the runs' epochs, runs done / total and the time left. Configs that share a run id are a ``ValueError``
+    (:func:`check_distinct`).
     """
-    from tqdm import tqdm
-
     configs = list(configs)
     check_distinct(configs)
     if mps not in MPS_MODES:
@@ -330,8 +419,7 @@ def run_sweep(configs, results_dir, *, workers="auto", devices=None, progress: b
                          "in this process: use workers > 1 (or mps='auto')")
     results_dir = Path(results_dir)
     todo = pending(configs, results_dir)
-    bar = tqdm(total=len(configs), initial=len(configs) - len(todo), desc="sweep", unit="run",
-               disable=not progress_bars.enabled(progress), file=progress_bars.stream())
+    bar = _EpochBar(configs, results_dir, todo, progress_bars.enabled(progress))
     groups = pack_groups(todo, pack)
     slots = _device_slots(devices, min(workers, len(groups))) if devices else []
     free = queue.Queue()
@@ -353,8 +441,8 @@ def run_sweep(configs, results_dir, *, workers="auto", devices=None, progress: b
     if workers == 1:
         for group in groups:
             with on_free_device(group) as group:
-                _train_group(group, results_dir, progress)
-            bar.update(len(group))
+                _train_group(group, results_dir, progress, bar.epoch)
+            bar.runs_done(group)
     elif todo:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         threads = max(1, cores // workers)  # the cores this process may use (a SLURM or cgroup share)
@@ -363,12 +451,12 @@ def run_sweep(configs, results_dir, *, workers="auto", devices=None, progress: b
         env["AMIXUP_PLUGINS"] = ",".join(filter(None, [os.environ.get("AMIXUP_PLUGINS"), *plugins]))
         worker_devices = slots or [g[0].device for g in groups]
 
-        running = set()  # worker processes, stopped if the sweep is interrupted (their checkpoints stay)
+        processes = _Workers()  # stopped if the sweep is interrupted (their checkpoints stay)
 
         def launch(group):
             with on_free_device(group) as group:
-                returncode, stderr = _run_worker(_worker_command(group, results_dir, threads), env, running)
-            if returncode != 0:
+                returncode, stderr = processes.run(_worker_command(group, results_dir, threads), env, bar.epoch)
+            if returncode not in (0, None):
                 what = f"run {group[0].run_id()}" if len(group) == 1 else \
                     f"pack of {len(group)} runs ({', '.join(c.run_id() for c in group)})"
                 log = results_dir / "logs" / f"{group[0].run_id()}.log"  # the worker's whole stderr
@@ -389,12 +477,12 @@ def run_sweep(configs, results_dir, *, workers="auto", devices=None, progress: b
                         future.result()
                     except RuntimeError as err:
                         failures.append((len(futures[future]), str(err)))
-                    bar.update(len(futures[future]))
+                        continue
+                    bar.runs_done(futures[future])
             except BaseException:  # e.g. KeyboardInterrupt, SIGTERM: start no further run, stop the running ones
                 for future in futures:
                     future.cancel()
-                for proc in list(running):
-                    proc.terminate()
+                processes.stop()
                 raise
         if failures:
             bar.close()
@@ -404,18 +492,6 @@ def run_sweep(configs, results_dir, *, workers="auto", devices=None, progress: b
                                + others)
     bar.close()
     return [read_record(record_path(c, results_dir)) for c in configs]
-
-
-def _run_worker(command: list[str], env: dict, running: set) -> tuple[int, str]:
-    """Run a worker process to its end, listed in ``running`` meanwhile (so an interrupted sweep can stop it);
-    its exit code and standard error."""
-    with subprocess.Popen(command, env=env, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:
-        running.add(proc)
-        try:
-            _, stderr = proc.communicate()
-        finally:
-            running.discard(proc)
-    return proc.returncode, stderr
 
 
 def submit_slurm(configs, results_dir, *, folder="slurm_logs", cluster: str | None = None, pack: int = 1,
@@ -523,7 +599,8 @@ def main(argv=None) -> int:
 
         if args.threads:
             torch.set_num_threads(args.threads)
-        _train_group([RunConfig.from_dict(c) for c in json.loads(args.worker)], args.results_dir)
+        _train_group([RunConfig.from_dict(c) for c in json.loads(args.worker)], args.results_dir,
+                     on_epoch=lambda run_id, epoch: print(EPOCH_LINE, run_id, epoch, flush=True))
         return 0
 
     try:

@@ -60,6 +60,36 @@ def test_ddp_ranks_stay_identical_over_several_mixed_steps(data_env, tmp_path):
     assert rec["distributed"]["ranks_in_sync"] is True
     assert rec["lambda_trajectory"][0] == 1.0 and rec["lambda_trajectory"][1] < 1.0
     assert len(rec["history"]) == 2 and rec["history"][-1]["test_all"] is not None
+    again = torchrun(tmp_path, {"method": "am_mixup", **overrides})  # finished: its record, printed once (rank 0)
+    assert again.stdout.count(f'"run_id": "{config.run_id()}"') == 1, again.stdout
+
+
+def test_processes_that_do_not_share_the_results_folder_are_refused_on_every_rank(data_env, tmp_path):
+    """A folder on each machine's own disk: rank 0 finds the run's record (or checkpoint), rank 1 does not. Before,
+    rank 0 returned and rank 1 waited for it forever (or the ranks resumed from different epochs)."""
+    overrides = dict(train_subset=128, test_subset=64, epochs=2, checkpoint_every=1)
+    config = make_config("motivation", "smoke", method="ce", experiment="ddp", **overrides)
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(f"""
+        import os
+        from amixup.config import RunConfig
+        from amixup.engine import train
+        try:
+            train(RunConfig.from_dict({config.to_dict()!r}), {str(tmp_path)!r} + "/rank" + os.environ["RANK"],
+                  progress=False)
+        except ValueError as err:
+            print("refused:", err, flush=True)
+    """))
+    train(config, tmp_path / "rank0", progress=False)  # rank 0's disk has the finished run
+    done = launch([str(script)])
+    for rank in (0, 1):
+        assert (f"refused: the run's record {config.run_id()}.json is in the results folder of rank(s) [0] but not of "
+                f"[1] (this process's: {tmp_path / f'rank{rank}'}): the processes of a distributed run must share one "
+                "results folder") in done.stdout, done.stdout + done.stderr
+    record_path(config, tmp_path / "rank0").unlink()  # now a checkpoint only
+    done = launch([str(script)])
+    assert done.stdout.count(f"refused: the run's checkpoint {config.run_id()}.pt is in the results folder of rank(s) "
+                             "[0] but not of [1]") == 2, done.stdout + done.stderr
 
 
 def test_a_global_batch_smaller_than_the_processes_trains_like_one_process(data_env, tmp_path):

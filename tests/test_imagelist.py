@@ -263,8 +263,11 @@ def test_torchvision_weights_named_wrong_or_out_of_reach_are_clear_errors(tmp_pa
                                          r"from https://.*no route to host.*pass the path of a copy") as info:
         train(make_config("places_lt", "smoke"), tmp_path / "results")  # before any data: none is there
     assert isinstance(info.value, D.DataNotFoundError)  # a run that cannot start here: skipped, as without data
-    from amixup.experiments import run_configs, table5_configs
+    from amixup.experiments import missing_report, run_configs, table5_configs
     assert run_configs(table5_configs("smoke"), tmp_path / "results", progress=False) == []
+    status = missing_report(table5_configs("smoke"), tmp_path / "results", check_data=False)["status"]
+    assert len(status) == 4 and status.str.match(  # why they did not start (was "not started")
+        rf"weights not here: {tmp_path}/hub/checkpoints/resnet152-\w+\.pth \(from https://").all(), status.tolist()
     with pytest.raises(ValueError, match=r"has the weights \['IMAGENET1K_V1', 'IMAGENET1K_V2', 'DEFAULT'\], not 'IMAGENET'"):
         _encoder_source("torchvision:IMAGENET", tmp_path, "resnet152_places")
     with pytest.raises(ValueError, match="torchvision weights fit the models"):

@@ -27,6 +27,48 @@ def test_sweep_runs_in_parallel_processes_and_skips_finished_runs_on_restart(dat
     assert sweep.run_sweep(configs, tmp_path, workers=1, progress=False) == records
 
 
+def test_the_sweep_bar_counts_epochs_of_finished_resumed_and_new_runs_across_worker_processes(data_env, tmp_path,
+                                                                                             capsys):
+    configs = sweep.expand_grid("motivation", "smoke", {"method": ["ce"]}, seeds=(0, 1, 2),
+                                **{**SMOKE, "epochs": 2, "checkpoint_every": 1})
+    engine.train(configs[0], tmp_path, progress=False)  # finished: 2 epochs
+
+    class Stop(Exception):
+        pass
+
+    def stop(epoch, entry):
+        raise Stop
+
+    with pytest.raises(Stop):  # interrupted after its first epoch's checkpoint
+        engine.train(configs[1], tmp_path, progress=False, on_epoch_end=stop)
+    assert engine.epochs_done(configs[1], tmp_path) == 1 and engine.epochs_done(configs[2], tmp_path) == 0
+    capsys.readouterr()
+    sweep.run_sweep(configs, tmp_path, workers=2, progress=True)
+    shown = [part.strip() for part in capsys.readouterr().err.replace("\n", "\r").split("\r") if part.strip()]
+    assert shown[0].startswith("sweep: 1/3 runs") and " 3/6 " in shown[0], shown  # trained before: 2 + 1 epochs
+    assert shown[-1].startswith("sweep: 3/3 runs: 100%") and " 6/6 " in shown[-1], shown
+    assert any(line.startswith("sweep: 1/3 runs") and (" 4/6 " in line or " 5/6 " in line)
+               for line in shown), shown  # epochs the workers reported while their runs trained
+
+
+def test_a_worker_reports_its_epochs_and_keeps_a_long_stderr_and_none_starts_once_the_sweep_stops(tmp_path):
+    import os
+    import sys
+
+    script = ("import sys\nsys.stderr.write('x' * 200000)\n"
+              f"print('{sweep.EPOCH_LINE} run-a 1', flush=True)\nprint('other output')\n"
+              f"print('{sweep.EPOCH_LINE} run-a 2', flush=True)\nsys.exit(3)\n")
+    seen, workers = [], sweep._Workers()
+    returncode, stderr = workers.run([sys.executable, "-c", script], dict(os.environ),
+                                     lambda run_id, epoch: seen.append((run_id, epoch)))
+    assert (returncode, len(stderr), seen) == (3, 200000, [("run-a", 1), ("run-a", 2)])
+    workers.stop()  # (a Ctrl-C) then a thread that had taken a run before it: its worker never starts
+    started = tmp_path / "started"
+    assert workers.run([sys.executable, "-c", f"open({str(started)!r}, 'w')"], dict(os.environ),
+                       lambda *_: None) == (None, "")
+    assert not started.exists()
+
+
 def test_a_failing_worker_is_reported(data_env, tmp_path):
     config = sweep.expand_grid("motivation", "smoke", {"method": ["ce"]}, **SMOKE)[0]
     bad = config.__class__.from_dict({**config.to_dict(), "device": "cuda:7"})
@@ -308,12 +350,12 @@ def _stub_training(monkeypatch, duration=lambda config: 0.0):
         with lock:
             active[config.device] -= 1
 
-    def fake_worker(command, env, running):
+    def fake_worker(self, command, env, on_epoch):
         fake_train(sweep.RunConfig.from_dict(json.loads(command[command.index("--worker") + 1])[0]))
         return 0, ""
 
     monkeypatch.setattr(sweep, "train", fake_train)
-    monkeypatch.setattr(sweep, "_run_worker", fake_worker)
+    monkeypatch.setattr(sweep._Workers, "run", fake_worker)
     monkeypatch.setattr(sweep, "read_record", lambda path: {"run_id": Path(path).stem,
                                                             "metrics": {"last": {"acc_all": 0.0}}})
     return seen, peak
