@@ -29,6 +29,21 @@ _DIGEST_OPTIONAL = {"precision": "fp32", "augmentation": "crop_flip", "crop_size
 _EXECUTION_ONLY = ("device", "step_mode", "compile_step", "checkpoint_every")
 
 
+#: Float fields whose whole numbers enter the run id as ints (the other float fields': as floats), the form every
+#: committed record has (imbalance factors such as 100 are written as ints by the recipes).
+_WHOLE_AS_INT = ("imb_factor",)
+
+
+def _canonical_number(name: str, type_name: str, value):
+    """``value`` as the run id hashes it: a whole number of a float field as a float (``beta=1`` is
+    ``beta=1.0``), or as an int for :data:`_WHOLE_AS_INT` (``imb_factor=100.0`` is ``100``)."""
+    if "float" not in type_name or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    if name in _WHOLE_AS_INT:
+        return int(value) if float(value).is_integer() else value
+    return float(value)
+
+
 def parse_value(text: str):
     """A config value typed on a command line: a Python literal (``0.5``, ``False``, ``[1, 2]``) or plain text."""
     try:
@@ -218,6 +233,8 @@ class RunConfig:
         """A short hash of everything but how the run executes (device, step mode, checkpoint
         frequency), which does not change the experiment."""
         d = self.to_dict()
+        for f in dataclasses.fields(self):  # 1 and 1.0 name one experiment
+            d[f.name] = _canonical_number(f.name, str(f.type), d[f.name])
         for name in _EXECUTION_ONLY:
             d.pop(name)
         for name, default in _DIGEST_OPTIONAL.items():

@@ -1,3 +1,6 @@
+import json
+from pathlib import Path
+
 import pytest
 
 from amixup.config import RunConfig
@@ -120,6 +123,22 @@ def test_run_id_is_stable_and_config_sensitive():
     assert make_config("motivation", "smoke", method="am_mixup", beta=0.5).run_id() != a.run_id()
     assert make_config("motivation", "smoke", method="am_mixup", device="cpu").run_id() == a.run_id()
     assert RunConfig.from_dict(a.to_dict()) == a
+
+
+def test_a_whole_number_names_one_experiment_as_int_or_float_and_every_committed_record_keeps_its_run_id():
+    lt = dict(dataset="cifar10_lt", imb_factor=100)
+    a = make_config("cifar_lt", "paper", beta=1.0, lr=0.1, **lt)
+    assert make_config("cifar_lt", "paper", beta=1, **lt).run_id() == a.run_id()  # --set beta=1
+    assert make_config("cifar_lt", "paper", beta=1.0, **{**lt, "imb_factor": 100.0}).run_id() == a.run_id()
+    assert make_config("cifar_lt", "paper", beta=1.0, lr=1, **lt).run_id() != a.run_id()  # (other values differ)
+    assert make_config("cifar_lt", "paper", beta=1, color_jitter=0, **lt).run_id() == a.run_id()  # its default
+    with pytest.raises(ValueError, match=r"beta must be a number, got True \(bool\)"):
+        make_config("cifar_lt", "paper", beta=True, **lt)
+    records = [json.loads(p.read_text()) for p in Path(__file__).parents[1].glob("results/**/*.json")]
+    records = [r for r in records if isinstance(r, dict) and "config" in r and "run_id" in r]
+    assert len(records) >= 80
+    for record in records:  # the ids of the committed records did not change
+        assert RunConfig.from_dict(record["config"]).run_id() == record["run_id"], record["run_id"]
 
 
 def test_list_file_datasets_need_no_imbalance_factor():
