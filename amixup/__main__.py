@@ -69,8 +69,10 @@ def main(argv=None) -> int:
     try:
         record = train(config, args.results_dir, overwrite=args.overwrite)
     except (CorruptFileError, RunBusyError, data.DataNotFoundError, data.DataCorruptError) as err:
+        ddp.abandon()  # under torchrun: exit now, whatever the other processes are doing
         parser.exit(1, f"{parser.prog}: error: {err}\n")
     except ValueError as err:  # a parameter found wrong once the data or a checkpoint is read (the message names it)
+        ddp.abandon()
         parser.exit(2, f"{parser.prog}: error: {err}\n")
     if ddp.rank() == 0:
         print(json.dumps({"run_id": record["run_id"], **record["metrics"]["last"],

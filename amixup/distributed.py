@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 
 import torch
 import torch.distributed as dist
@@ -26,10 +27,12 @@ def init_from_env(device_type: str) -> bool:
         return dist.get_world_size() > 1
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
+    if device_type == "cuda":  # NCCL's collectives (and object gathers) use the current device: this process's GPU
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
     # Leave the group before the interpreter tears down: a process group still alive at exit can
     # abort the process from a C++ destructor ("terminate called without an active exception").
-    atexit.register(shutdown)
+    atexit.register(_leave_at_exit)
     return True
 
 
@@ -39,6 +42,21 @@ def shutdown() -> None:
         if dist.get_world_size() > 1:
             dist.barrier()
         dist.destroy_process_group()
+
+
+def abandon() -> None:
+    """Leave the process group at once, not waiting for the others: this process failed, and the others may be
+    inside a collective it will never join (waiting for them would hang it, and torchrun, until a timeout; once
+    it exits, torchrun stops the others)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _leave_at_exit() -> None:
+    if getattr(sys, "last_value", None) is not None:  # the interpreter ends on an uncaught exception
+        abandon()
+    else:
+        shutdown()
 
 
 def is_distributed() -> bool:

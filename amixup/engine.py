@@ -436,10 +436,11 @@ def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool
         return _train(config, results_dir, out_path, overwrite, progress, on_epoch_end)
 
 
-def _check_shared_results(out_path: Path, ckpt_path: Path) -> None:
-    """The processes of a distributed run must see one results folder: a ``ValueError`` on every process where
-    some see the run's record or checkpoint and others do not (a folder on each machine's own disk), where
-    they would resume from different epochs or wait for each other forever."""
+def _record_everywhere(out_path: Path, ckpt_path: Path) -> bool:
+    """Whether every process of a distributed run sees the run's record (one answer, the same on every process).
+    They must see one results folder: a ``ValueError`` on every process where some see the record or checkpoint
+    and others do not (a folder on each machine's own disk), where they would resume from different epochs or
+    wait for each other forever."""
     seen = ddp.gather_objects((out_path.exists(), ckpt_path.exists()))
     for i, (what, path) in enumerate((("record", out_path), ("checkpoint", ckpt_path))):
         found = [s[i] for s in seen]
@@ -449,6 +450,7 @@ def _check_shared_results(out_path: Path, ckpt_path: Path) -> None:
                              f"of {ranks(False)} (this process's: {path.parent.parent}): the "
                              "processes of a distributed run must share one results folder (--results-dir on a file "
                              "system every machine mounts), or resume from the same copy of it")
+    return all(record for record, _ in seen)
 
 
 def _lock_path(results_dir: Path, run_id: str) -> Path:
@@ -461,17 +463,14 @@ def _train(config: RunConfig, results_dir: Path, out_path: Path, overwrite: bool
     ckpt_path = _checkpoint_path(results_dir, run_id)
     if overwrite:
         ckpt_path.unlink(missing_ok=True)
-    if config.finetune_from:
-        _encoder_source(config.finetune_from, results_dir, config.model)  # before any data is loaded
-
     device = resolve_device(config.device)
     distributed = ddp.init_from_env(device.type)
     rank, world = ddp.rank(), ddp.world_size()
     main_process = rank == 0
-    if distributed:
-        _check_shared_results(out_path, ckpt_path)
-        if out_path.exists() and not overwrite:  # (every process)
-            return read_record(out_path)
+    if distributed and not overwrite and _record_everywhere(out_path, ckpt_path):  # decided together
+        return read_record(out_path)
+    if config.finetune_from:
+        _encoder_source(config.finetune_from, results_dir, config.model)  # before any data is loaded
     if distributed and device.type == "cuda":
         device = torch.device("cuda", ddp.local_rank())
     spec = resolve_spec(config.method, config.rate, config.one_sided, config.last_layer)

@@ -256,9 +256,13 @@ def missing_report(configs, results_dir, *, check_data: bool = True):
             if check_data and config.dataset not in found:
                 found.update(data_available([config]))
             problem = found.get(config.dataset)
-            weights = (torchvision_weights_location(config.finetune_from, config.model)
-                       if (config.finetune_from or "").startswith(TORCHVISION_WEIGHTS) else None)
-            status = (f"data not found: {problem}" if problem else
+            weights, invalid = None, None
+            try:
+                if (config.finetune_from or "").startswith(TORCHVISION_WEIGHTS):
+                    weights = torchvision_weights_location(config.finetune_from, config.model)
+            except ValueError as err:  # a name torchvision does not have: the run would stop with this message
+                invalid = str(err)
+            status = (f"data not found: {problem}" if problem else f"cannot start: {invalid}" if invalid else
                       f"weights not here: {weights[0]} (from {weights[1]}; downloaded when the run starts where "
                       "this machine is online, else put the file there)" if weights and not weights[0].is_file()
                       else "not started")

@@ -186,18 +186,24 @@ class _Workers:
     def run(self, command: list[str], env: dict, on_epoch) -> tuple[int | None, str]:
         """Run a worker process to its end: its exit code (None: not started, the sweep is stopping) and
         standard error; ``on_epoch(run_id, epoch)`` for each epoch it reports (:data:`EPOCH_LINE`)."""
+        errors = tempfile.TemporaryFile("w+")  # a file: a full stderr pipe would block the worker
         with self._lock:
             if self._stopping:
+                errors.close()
                 return None, ""
-            errors = tempfile.TemporaryFile("w+")  # a file: a full stderr pipe would block the worker
-            proc = subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE, stderr=errors)
+            try:
+                proc = subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE, stderr=errors)
+            except BaseException:
+                errors.close()
+                raise
             self._running.add(proc)
         with errors, proc:
             try:
                 for line in proc.stdout:
                     fields = line.split()
                     if len(fields) == 3 and fields[0] == EPOCH_LINE and fields[2].isdigit():
-                        on_epoch(fields[1], int(fields[2]))
+                        with contextlib.suppress(Exception):  # the bar's trouble must not stop reading the worker
+                            on_epoch(fields[1], int(fields[2]))
                 proc.wait()
             finally:
                 with self._lock:

@@ -16,11 +16,11 @@ from amixup.records import read_record
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def launch(args: list, nproc: int = 2, ok: bool = True) -> subprocess.CompletedProcess:
+def launch(args: list, nproc: int = 2, ok: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
     """``torchrun --nproc_per_node=nproc args`` on the CPU; it must succeed unless ``ok=False``."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert (done.returncode == 0) == ok, done.stderr[-3000:]
     return done
 
@@ -62,6 +62,35 @@ def test_ddp_ranks_stay_identical_over_several_mixed_steps(data_env, tmp_path):
     assert len(rec["history"]) == 2 and rec["history"][-1]["test_all"] is not None
     again = torchrun(tmp_path, {"method": "am_mixup", **overrides})  # finished: its record, printed once (rank 0)
     assert again.stdout.count(f'"run_id": "{config.run_id()}"') == 1, again.stdout
+
+
+def test_a_process_that_fails_exits_at_once_though_the_others_wait_in_a_collective(tmp_path):
+    """Before, its exit waited in a barrier for processes waiting in another collective: torchrun hung (gloo's
+    timeout: 30 min). Now it leaves the group at once and torchrun stops the others."""
+    script = tmp_path / "fail.py"
+    script.write_text(textwrap.dedent("""
+        import torch
+        from amixup import distributed as ddp
+        ddp.init_from_env("cpu")
+        if ddp.rank() == 1:
+            raise RuntimeError("rank 1 failed after joining")
+        ddp.all_sum(torch.ones(3))  # rank 1 never joins this
+    """))
+    done = launch([str(script)], ok=False, timeout=90)
+    assert "rank 1 failed after joining" in done.stderr
+
+
+def test_each_process_takes_its_own_gpu_before_nccl_starts(monkeypatch):
+    from amixup import distributed as ddp
+
+    calls = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "set_device", lambda index: calls.append(("set_device", index)))
+    monkeypatch.setattr(ddp.dist, "init_process_group", lambda backend: calls.append(("init", backend)))
+    monkeypatch.setattr(ddp.atexit, "register", lambda fn: None)
+    assert ddp.init_from_env("cuda") is True
+    assert calls == [("set_device", 1), ("init", "nccl")]  # (the object gathers use the current device)
 
 
 def test_processes_that_do_not_share_the_results_folder_are_refused_on_every_rank(data_env, tmp_path):

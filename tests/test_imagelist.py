@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -267,7 +268,12 @@ def test_torchvision_weights_named_wrong_or_out_of_reach_are_clear_errors(tmp_pa
     assert run_configs(table5_configs("smoke"), tmp_path / "results", progress=False) == []
     status = missing_report(table5_configs("smoke"), tmp_path / "results", check_data=False)["status"]
     assert len(status) == 4 and status.str.match(  # why they did not start (was "not started")
-        rf"weights not here: {tmp_path}/hub/checkpoints/resnet152-\w+\.pth \(from https://").all(), status.tolist()
+        rf"weights not here: {re.escape(str(tmp_path))}/hub/checkpoints/resnet152-\w+\.pth \(from https://").all(), \
+        status.tolist()
+    bad = missing_report(table5_configs("smoke", finetune_from="torchvision:IMAGENET"), tmp_path / "results",
+                         check_data=False)["status"]
+    assert bad.str.startswith("cannot start: finetune_from='torchvision:IMAGENET': torchvision's resnet152 has the "
+                              "weights").all(), bad.tolist()
     with pytest.raises(ValueError, match=r"has the weights \['IMAGENET1K_V1', 'IMAGENET1K_V2', 'DEFAULT'\], not 'IMAGENET'"):
         _encoder_source("torchvision:IMAGENET", tmp_path, "resnet152_places")
     with pytest.raises(ValueError, match="torchvision weights fit the models"):
