@@ -101,13 +101,14 @@ def test_processes_that_do_not_share_the_results_folder_are_refused_on_every_ran
     script = tmp_path / "run.py"
     script.write_text(textwrap.dedent(f"""
         import os
+        import sys
         from amixup.config import RunConfig
         from amixup.engine import train
         try:
             train(RunConfig.from_dict({config.to_dict()!r}), {str(tmp_path)!r} + "/rank" + os.environ["RANK"],
                   progress=False)
         except ValueError as err:
-            print("refused:", err, flush=True)
+            sys.stdout.write(f"refused: {{err}}\\n")  # one write: the processes share stdout, unbuffered in CI
     """))
     train(config, tmp_path / "rank0", progress=False)  # rank 0's disk has the finished run
     done = launch([str(script)])
@@ -129,13 +130,14 @@ def test_a_global_batch_smaller_than_the_processes_trains_like_one_process(data_
     single = train(config, tmp_path / "single", progress=False)
     script = tmp_path / "count_syncs.py"  # counts ddp.all_sum: once per epoch (its totals), not per batch
     script.write_text(textwrap.dedent(f"""
+        import sys
         from amixup import distributed as ddp
         from amixup.config import RunConfig
         from amixup.engine import train
         calls, all_sum = [], ddp.all_sum
         ddp.all_sum = lambda t: calls.append(1) or all_sum(t)
         train(RunConfig.from_dict({config.to_dict()!r}), {str(tmp_path / 'ddp')!r}, progress=False)
-        print("all_sum calls:", len(calls))
+        sys.stdout.write(f"all_sum calls: {{len(calls)}}\\n")  # one write: the processes share stdout, unbuffered in CI
         ddp.shutdown()
     """))
     done = launch([str(script)])
