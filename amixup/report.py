@@ -39,6 +39,10 @@ DATASET_ALIASES: dict[str, str] = {}
 # base data each dataset is built from, for datasets the registry (amixup.data.DATASETS) does not know
 EXTRA_BASES = {"tiny_imagenet": "tiny_imagenet"}
 BASES = ("cifar10", "cifar100", "mnist", "tiny_imagenet", "imagenet_lt", "places_lt")
+#: The paper's own numbers (its runs, and its runs of the baselines); other sources are cited from other papers.
+OWN_SOURCES = ("paper", "paper_reproduced")
+#: AM-mixup's beta where a row of the paper gives none (Tables 1 and 2: the paper's default, Eq. 6).
+DEFAULT_BETA = 0.34
 CELL_KEYS = ["table", "dataset", "imb_factor", "network", "method", "beta", "source", "metric"]
 # The paper's numbers cited from these sources are best-over-epochs: LDAM-DRW and MiSLAS report the best test
 # accuracy over training (project rule; the paper's CSV names the source of each row, e.g. "[10] MiSLAS").
@@ -46,7 +50,7 @@ CELL_KEYS = ["table", "dataset", "imb_factor", "network", "method", "beta", "sou
 BEST_EPOCH_SOURCES = re.compile(r"MiSLAS|LDAM", re.I)
 CELL_COLUMNS = CELL_KEYS + ["paper_mean", "paper_std", "paper_n", "paper_epoch", "ours_mean", "ours_std",
                             "ours_best_mean", "ours_n", "seeds", "diff", "diff_best", "p_welch", "status", "profile",
-                            "precision", "data_source", "device"]
+                            "precision", "data_source", "device", "commit"]
 
 
 # --------------------------------------------------------------------------- inputs
@@ -59,6 +63,8 @@ def paper_csv_path() -> Path:
 def load_paper(path=None) -> pd.DataFrame:
     paper = pd.read_csv(path or paper_csv_path())
     paper["paper_n"] = paper["notes"].fillna("").str.extract(r"(\d+) seeds", expand=False).astype(float)
+    # a caption's seed count is the paper's own runs', not that of the rows it cites from other papers
+    paper.loc[~paper["source"].isin(OWN_SOURCES), "paper_n"] = math.nan
     return paper
 
 
@@ -162,6 +168,8 @@ def _matches(runs: pd.DataFrame, cell) -> pd.DataFrame:
         hit = hit[hit["paper_network"] == cell["network"]]
     if pd.notna(cell["beta"]):
         hit = hit[np.isclose(hit["beta"].astype(float), float(cell["beta"]))]
+    elif cell["method"] == "am_mixup":  # the paper's default where its row gives none
+        hit = hit[np.isclose(hit["beta"].astype(float), DEFAULT_BETA)]
     return hit[hit[cell["metric"]].notna()] if cell["metric"] in hit else hit.iloc[:0]
 
 
@@ -214,8 +222,14 @@ def cells(paper: pd.DataFrame, runs: pd.DataFrame, located) -> pd.DataFrame:
         ours = hit[hit["profile"] == PAPER_PROFILE] if not hit.empty else hit
         if len(ours):
             values = ours[cell["metric"]].astype(float)
-            mean, std, n = values.mean(), values.std(ddof=1) if len(values) > 1 else math.nan, len(values)
+            mean, std, n = values.mean(), values.std(ddof=1) if len(values) > 1 else math.nan, ours["seed"].nunique()
             p, verdict = welch(mean, std, n, cell["mean"], cell["std"], cell["paper_n"])
+            mixed = [f"{col} ({_join(ours[col])})" for col in ("precision", "data_source") if ours[col].nunique() > 1]
+            twice = sorted(ours.loc[ours["seed"].duplicated(), "seed"].unique())
+            if mixed or twice:  # one mean over unlike runs, or a seed counted twice: no test
+                p, verdict = math.nan, "no test: " + "; ".join(
+                    [f"runs differ in {', '.join(mixed)}"] * bool(mixed)
+                    + [f"seed(s) {', '.join(map(str, twice))} in several runs"] * bool(twice))
             best = f"best_{cell['metric']}"
             best_mean = ours[best].astype(float).mean() if best in ours else math.nan
             like = row["paper_epoch"].startswith("best")  # compare best with best only
@@ -224,7 +238,7 @@ def cells(paper: pd.DataFrame, runs: pd.DataFrame, located) -> pd.DataFrame:
                     "diff_best": best_mean - cell["mean"] if like else math.nan,
                     "p_welch": p, "status": verdict, "profile": PAPER_PROFILE,
                     "precision": _join(ours["precision"]), "data_source": _join(ours["data_source"]),
-                    "device": _join(ours["device"])}
+                    "device": _join(ours["device"]), "commit": _join(ours["commit"])}
         else:
             base = _base_of(cell["dataset"])
             if len(hit):
@@ -519,7 +533,7 @@ def data_copy(records_with_paths, gap: pd.DataFrame | None = None) -> pd.DataFra
             for m in COPY_METRICS:
                 row[f"gap_{m}"] = (gaps.loc[method, f"gap_{m}"] if method in gaps.index and f"gap_{m}" in gaps
                                    and dataset == GAP_DATASET and _text(float(imb)) == _text(float(GAP_IMB))
-                                   else math.nan)
+                                   and profile == PAPER_PROFILE else math.nan)  # a shorter run says nothing of it
             row["data_source"] = _join(sub["data_source"])
             rows.append(row)
     out = pd.DataFrame(rows)
@@ -587,7 +601,10 @@ def _markdown(cell_rows, short, rest, claim_rows, copy_rows, located, notes, gap
         f"- Claims: paired t-test over matching seeds (`scipy.stats.ttest_rel`, two-sided, level {LEVEL}) of the "
         "last epoch; with one paired seed there is no test (\"one seed: no test\"). `paper_numbers` are the paper's "
         "own numbers for the claim (cited rows after them) and `paper_note` says where its table does not bear its "
-        "text out.",
+        "text out. A claim is an ordering of methods: \"supported\" says our runs order them as the paper does, "
+        "not that our numbers are near the paper's (the cells say that).",
+        "- A cell whose runs differ in precision or data source, or hold a seed twice, is averaged but not tested; "
+        "each table's `Ours:` lines give the precision, data, device, seeds and code (commit) of its runs.",
         "- Measured here when generated (`python -m amixup.report` measures again; the CI check reuses these lines):",
         f"  - base data located: {', '.join(located) or 'none'}",
         *[f"  - data copy: {n}" for n in notes],
@@ -605,9 +622,10 @@ def _markdown(cell_rows, short, rest, claim_rows, copy_rows, located, notes, gap
         have = part[~part["status"].str.startswith("missing")]
         if len(have):
             out += [_md_table(have[shown]), ""]
-            prov = have[["precision", "data_source", "device", "seeds"]].drop_duplicates()
-            out += [f"Ours: precision {r.precision}; data {r.data_source}; device {r.device}; seeds {r.seeds}."
-                    for r in prov.itertuples()] + [""]
+            union = lambda joined: _join(v for text in joined for v in text.split("; "))  # noqa: E731
+            prov = have.groupby(["precision", "data_source", "device"], sort=True)[["seeds", "commit"]].agg(union)
+            out += [f"Ours: precision {precision}; data {data}; device {device}; seeds {r.seeds}; code {r.commit}."
+                    for (precision, data, device), r in prov.iterrows()] + [""]
         missing = part[part["status"].str.startswith("missing")]
         if len(missing):
             groups = missing.assign(imb=missing["imb_factor"].map(lambda v: "" if pd.isna(v) else f" imb {_text(v)}"),
@@ -643,7 +661,9 @@ def _markdown(cell_rows, short, rest, claim_rows, copy_rows, located, notes, gap
                 _md_table(copy_rows[["profile", "dataset", "imb_factor", "method", "copy", "runs", "seeds",
                                      "acc_all_mean", "acc_all_std", "acc_few_mean", "acc_few_std", "data_source"]]),
                 "", "The measured cost of one more compression step (re-encoded minus original, paired over matching "
-                "seeds, `scipy.stats.ttest_rel`, two-sided) beside the method's gap to the paper:", ""]
+                "seeds, `scipy.stats.ttest_rel`, two-sided) beside the method's gap to the paper (`gap_*` only for "
+                "paper-profile runs: a shorter profile's cost cannot say how much of the full recipe's gap the "
+                "copy explains; and it measures one more compression, an estimate of the first one's cost):", ""]
         again = copy_rows[copy_rows["copy"] != "original"]
         out.append("no re-encoded copy has runs yet" if again.empty else _md_table(
             again[["profile", "method", "copy", "paired_seeds", "diff_acc_all", "p_acc_all", "diff_acc_few",

@@ -58,7 +58,7 @@ def summarize(frame: pd.DataFrame, metrics, by=("method",)) -> pd.DataFrame:
     grouped = frame.groupby(list(by), sort=False)
     out = grouped[list(metrics)].agg(["mean", "std"])
     out.columns = [f"{metric}_{stat}" for metric, stat in out.columns]
-    out["seeds"] = grouped.size()
+    out["seeds"] = grouped["seed"].nunique() if "seed" in frame else grouped.size()
     return out
 
 

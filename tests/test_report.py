@@ -130,6 +130,36 @@ def test_synthetic_records_map_to_the_paper_cells(tmp_path):
         {"experiment": "table3", "profile": "paper", "dataset": "cifar10_lt", "runs": 1}]
 
 
+def test_unlike_runs_or_a_seed_twice_are_not_tested_and_seeds_are_counted_once(tmp_path):
+    recs = [make_record("table3", "cifar10_lt", "ce", s, imb=100, acc=64.0 + s) for s in range(3)]
+    again = make_record("table3", "cifar10_lt", "ce", 0, imb=100, acc=60.0)  # seed 0 once more, in bf16
+    again["run_id"] += "-bf16"
+    again["config"]["precision"] = "bf16"
+    write(tmp_path, recs + [again])
+    runs = report.runs_frame([r for _, r in report.read_run_records(tmp_path)])
+    rows = report.cells(report.load_paper(), runs, located=["cifar10"])
+    ce = cell(rows, table=3, dataset="cifar10_lt", imb_factor=100.0, method="ce", source="paper_reproduced",
+              metric="acc_all")
+    assert ce["ours_n"] == 3 and ce["seeds"] == "0; 1; 2" and math.isnan(ce["p_welch"])  # was n 4 and a test
+    assert ce["status"] == "no test: runs differ in precision (bf16; fp32); seed(s) 0 in several runs"
+    assert ce["commit"] == "abc"
+    md = report.build(tmp_path, report.load_paper(), ["cifar10"], notes=[])["REPORT.md"]
+    assert ("Ours: precision bf16; fp32; data " + JPEG_SOURCE.removeprefix("cache cifar10.pt of ")
+            + "; device cpu; seeds 0; 1; 2; code abc.") in md
+
+
+def test_cited_rows_take_no_seed_count_and_am_mixup_rows_without_beta_take_the_default(tmp_path):
+    paper = report.load_paper()
+    cited = paper[~paper["source"].isin(report.OWN_SOURCES)]
+    assert len(cited) == 21 and cited["paper_n"].isna().all()  # e.g. Table 6's [5]: its caption's 5 is the paper's
+    assert (paper[(paper["table"] == 3) & (paper["source"] == "paper")]["paper_n"] == 20).all()
+    write(tmp_path, [make_record("table2", "mini_cifar_lt", "am_mixup", 0, model="cnn_vis2d", acc=63.0),
+                     make_record("table2", "mini_cifar_lt", "am_mixup", 1, model="cnn_vis2d", acc=10.0, beta=0.9)])
+    runs = report.runs_frame([r for _, r in report.read_run_records(tmp_path)])
+    am = cell(report.cells(paper, runs, located=["cifar10"]), table=2, method="am_mixup", metric="acc_all")
+    assert (am["ours_mean"], am["ours_n"]) == (63.0, 1)  # the beta 0.9 run is not the paper's (no beta: 0.34)
+
+
 def test_best_epoch_is_beside_the_last_labelled_and_compared_like_with_like(tmp_path):
     results = synthetic_results(tmp_path)
     runs = report.runs_frame([r for _, r in report.read_run_records(results)])
@@ -292,6 +322,15 @@ def test_data_copy_section_from_records_under_data_copy(tmp_path):
     assert "Not run yet" not in md and "| paper | cifar10_lt | 100 | ce | q50 | 3 | 0; 1; 2 |" in md
     # the cost of the extra step beside the gap to the paper (Table 3 CE, paper profile: 64 - 71.86)
     assert "| paper | ce | q50 | 3 | -3.1667 |" in md and "| -7.86 | -16.92 |" in md
+    for r in recs:  # the same at the quick profile: its cost is shown, but not beside the full recipe's gap
+        r["config"]["profile"], r["run_id"] = "quick", r["run_id"] + "-quick"
+    quick = tmp_path / "quick"
+    write(quick, [make_record("table3", "cifar10_lt", "ce", s, imb=100, acc=64.0, few=35.0) for s in range(2)])
+    write(quick, recs, folder="data_copy")
+    gap = report.data_copy(report.read_run_records(quick), report.paper_gap(report.cells(
+        paper, report.runs_frame([r for p, r in report.read_run_records(quick) if not p.startswith("data_copy")]),
+        ["cifar10"])))
+    assert gap["profile"].eq("quick").all() and gap["gap_acc_all"].isna().all() and gap["gap_acc_few"].isna().all()
     assert "Left out (the data source is not the copy the run is labelled with)" in md
     assert f"- {stray['run_id']}: the data of copy 'q50' came from " in md
     assert "| data_copy |" not in md  # not among the runs compared with (or left out of) the paper

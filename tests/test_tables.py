@@ -22,6 +22,9 @@ def test_summary_and_comparison_with_the_paper():
     assert row["paper"] == 66.9 and row["diff"] == pytest.approx(70.0 - 66.9)
     wide = side_by_side(table)
     assert list(wide.index) == ["ce", "am_mixup"] and wide.loc["ce", ("acc_all", "paper")] == 42.52
+    # with a seed column, "seeds" counts distinct seeds (a seed trained twice, e.g. in fp32 and bf16, is one)
+    seeded = frame.assign(seed=[0, 0, 0])
+    assert summarize(seeded, ["acc_all"]).loc["ce", "seeds"] == 1
 
 
 def test_comparison_by_dataset_imbalance_and_method_takes_the_first_reporting_source():
