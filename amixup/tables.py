@@ -96,6 +96,11 @@ def compare_with_paper(summary: pd.DataFrame, paper: pd.DataFrame, table: int, m
         ref = next((ref[ref["source"] == s] for s in sources if (ref["source"] == s).any()), ref.iloc[:0])
         for metric in metrics:
             hit = ref[ref["metric"] == metric]
+            if hit["mean"].nunique() > 1:  # the keys do not say which of the paper's rows this is
+                differ = [c for c in ("dataset", "imb_factor", "network", "method", "beta")
+                          if c in hit and hit[c].nunique(dropna=False) > 1]
+                raise ValueError(f"Table {table}, {dict(zip(names, key))}, {metric}: {len(hit)} rows of the paper "
+                                 f"match, differing in {differ}: summarize by them too, or narrow with where=")
             paper_mean = float(hit["mean"].iloc[0]) if len(hit) else float("nan")
             ours = summary.loc[key if len(key) > 1 else key[0], f"{metric}_mean"]
             std = summary.loc[key if len(key) > 1 else key[0], f"{metric}_std"]

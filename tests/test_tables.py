@@ -25,6 +25,14 @@ def test_summary_and_comparison_with_the_paper():
     # with a seed column, "seeds" counts distinct seeds (a seed trained twice, e.g. in fp32 and bf16, is one)
     seeded = frame.assign(seed=[0, 0, 0])
     assert summarize(seeded, ["acc_all"]).loc["ce", "seeds"] == 1
+    # Table 4 has a row per network: by method alone the paper's number is ambiguous (the first one was taken)
+    large = pd.DataFrame({"dataset": ["imagenet_lt"], "method": ["ce"], "acc_all": [40.0]})
+    with pytest.raises(ValueError, match=r"Table 4, .*acc_all: 3 rows of the paper match, differing in \['network'\]"):
+        compare_with_paper(summarize(large, ["acc_all"], by=("dataset", "method")), load_paper_results(), table=4,
+                           metrics=["acc_all"], source=("paper", "paper_reproduced"))
+    by_network = summarize(large.assign(network="resnet50"), ["acc_all"], by=("dataset", "network", "method"))
+    assert compare_with_paper(by_network, load_paper_results(), table=4, metrics=["acc_all"],
+                              source=("paper", "paper_reproduced"))["paper"].tolist() == [45.88]
 
 
 def test_comparison_by_dataset_imbalance_and_method_takes_the_first_reporting_source():
