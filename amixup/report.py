@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from .records import REPO_ROOT
-from .tables import ACCURACY, METHOD_ORDER, _text, records_frame
+from .tables import ACCURACY, METHOD_ORDER, _label, _text, records_frame
 
 LEVEL = 0.05  # two-sided significance level of every test here
 PAPER_PROFILE = "paper"
@@ -142,6 +142,14 @@ def runs_frame(records) -> pd.DataFrame:
     frame["paper_network"] = frame["model"].map(lambda m: NETWORK_ALIASES.get(m, m))
     implied = frame["dataset"].map(lambda d: DATASETS[d].default_imb if d in DATASETS else None)
     frame["paper_imb"] = frame["imb_factor"].astype(float).fillna(implied.astype(float))
+    # a fine-tuning run stands for its encoder's method: where the encoder's record is among these, its method and
+    # beta are the run's (not the pretrain_method label), and an encoder of another profile makes the pair neither's
+    for i, run_id in frame["run_id"].items():
+        encoder = by_id.get(str(by_id[run_id]["config"].get("finetune_from")))
+        if encoder is not None:
+            frame.at[i, "method"], frame.at[i, "beta"] = _label(encoder["config"]), encoder["config"]["beta"]
+            if encoder["config"]["profile"] != frame.at[i, "profile"]:
+                frame.at[i, "profile"] = f"{frame.at[i, 'profile']} (encoder {encoder['config']['profile']})"
     frame["data_source"] = frame["run_id"].map(lambda i: _source(by_id[i]))
     frame["device"] = frame["run_id"].map(lambda i: _device(by_id[i]))
     # accuracy at the best epoch (the epoch of highest overall test accuracy; its splits are that epoch's)

@@ -160,6 +160,25 @@ def test_cited_rows_take_no_seed_count_and_am_mixup_rows_without_beta_take_the_d
     assert (am["ours_mean"], am["ours_n"]) == (63.0, 1)  # the beta 0.9 run is not the paper's (no beta: 0.34)
 
 
+def test_a_fine_tuning_run_stands_for_its_encoders_record_method_beta_and_profile(tmp_path):
+    encoder = make_record("table1_coarse", "mini_cifar_coarse", "am_mixup", 0, model="cnn_vis2d")
+    quick = make_record("table1_coarse", "mini_cifar_coarse", "mixup", 1, model="cnn_vis2d", profile="quick")
+
+    def fine(seed, source, label, acc):
+        rec = make_record("table1", "mini_cifar", "ce", seed, model="cnn_vis2d", extra={"pretrain_method": label},
+                          acc=acc)
+        rec["config"]["finetune_from"] = source["run_id"]
+        return rec
+
+    write(tmp_path, [encoder, quick, fine(0, encoder, "mixup", 60.0),  # labelled mixup, its encoder is AM-mixup's
+                     fine(1, quick, "mixup", 50.0)])  # a paper-profile fine-tune of a quick encoder
+    runs = report.runs_frame([r for _, r in report.read_run_records(tmp_path)])
+    rows = report.cells(report.load_paper(), runs, located=["cifar10"])
+    assert cell(rows, table=1, method="am_mixup", metric="acc_all")["ours_mean"] == 60.0
+    mixup = cell(rows, table=1, method="mixup", metric="acc_all")
+    assert mixup["status"] == "missing: profile below paper (paper (encoder quick))", mixup["status"]
+
+
 def test_best_epoch_is_beside_the_last_labelled_and_compared_like_with_like(tmp_path):
     results = synthetic_results(tmp_path)
     runs = report.runs_frame([r for _, r in report.read_run_records(results)])
