@@ -442,6 +442,8 @@ def _record_everywhere(out_path: Path, ckpt_path: Path) -> bool:
     and others do not (a folder on each machine's own disk), where they would resume from different epochs or
     wait for each other forever."""
     seen = ddp.gather_objects((out_path.exists(), ckpt_path.exists()))
+    if all(record for record, _ in seen):  # finished: nothing to resume
+        return True
     for i, (what, path) in enumerate((("record", out_path), ("checkpoint", ckpt_path))):
         found = [s[i] for s in seen]
         if any(found) and not all(found):
@@ -450,7 +452,7 @@ def _record_everywhere(out_path: Path, ckpt_path: Path) -> bool:
                              f"of {ranks(False)} (this process's: {path.parent.parent}): the "
                              "processes of a distributed run must share one results folder (--results-dir on a file "
                              "system every machine mounts), or resume from the same copy of it")
-    return all(record for record, _ in seen)
+    return False
 
 
 def _lock_path(results_dir: Path, run_id: str) -> Path:
