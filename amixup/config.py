@@ -24,7 +24,7 @@ DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")  # N: a GPU index >= 0
 #: defaults, so earlier records keep their ids.
 _DIGEST_OPTIONAL = {"precision": "fp32", "augmentation": "crop_flip", "crop_size": 224, "cosine_t_max": None,
                     "cache_frozen_features": True, "step_size": 0, "eval_batch_size": 512,
-                    "frozen_stages": 0, "color_jitter": 0.0}
+                    "frozen_stages": 0, "color_jitter": 0.0, "model_options": {}}
 #: Fields that say how a run is executed, not what it trains (like the device): never in the run id.
 _EXECUTION_ONLY = ("device", "step_mode", "compile_step", "checkpoint_every")
 
@@ -166,6 +166,8 @@ class RunConfig:
     # images after the crop and flip (ImageNet-LT, Places-LT: 0.4, as MiSLAS); 0: none
     # model and method
     model: str = "cnn_vis2d"
+    model_options: dict = field(default_factory=dict)  # the model's own arguments where the paper is silent,
+    # e.g. CNN-Vis2D's {"batchnorm": False, "feature_activation": "relu", "pooling": "flatten"} (models.cnn_vis2d)
     method: str = "ce"                  # ce | mixup | manifold_mixup | am_mixup
     rate: str | None = None             # Table 7 "MR" override: am | beta | fixed
     one_sided: bool | None = None       # Table 7 "OL" override
@@ -263,6 +265,14 @@ class RunConfig:
         except ValueError as err:
             raise ValueError(f"dataset {str(err).removeprefix('name ')}") from None
         one_of("model", self.model, sorted(models.MODELS))
+        if self.model_options:  # names and values checked on a model built without memory
+            import torch
+
+            try:
+                with torch.device("meta"):
+                    models.build_model(self.model, 2, 3, None, **self.model_options)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"model_options={self.model_options!r}: {err}") from None
         mix = mixing.resolve_spec(self.method, self.rate, self.one_sided, self.last_layer)
         one_of("train_acc_source", self.train_acc_source, TRAIN_ACC_SOURCES)
         one_of("split_convention", self.split_convention, SPLIT_CONVENTIONS)

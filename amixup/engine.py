@@ -306,7 +306,8 @@ def _build_run(config: RunConfig, spec, train_data, input_size: int, device, res
     training loader, before any checkpoint is restored."""
     mean, std = datasets.normalization(config.dataset)
     torch.manual_seed(config.seed)
-    model = build_model(config.model, train_data.num_classes, train_data.images.shape[1], input_size)
+    model = build_model(config.model, train_data.num_classes, train_data.images.shape[1], input_size,
+                        **config.model_options)
     encoder_source = None
     if config.finetune_from:
         encoder_source = _load_encoder(model, config.finetune_from, results_dir, "cpu", config.model)

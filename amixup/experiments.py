@@ -45,6 +45,58 @@ def table2_configs(profile: str, methods=METHODS, seeds=(0,), beta: float = 0.34
             for m in methods for s in seeds]
 
 
+#: Table 2's choices where the paper is silent, each a factor of the choices study (notebook 01): its values,
+#: the first being ours (the Table 2 records). ``augmentation``: RandomCrop(32, padding 4) + flip, or none;
+#: the others are CNN-Vis2D's options (``models.cnn_vis2d``: BatchNorm after each conv, an activation on the
+#: 2-D feature, global average pooling or flattening of the last map).
+TABLE2_CHOICES = {
+    "augmentation": (True, False),
+    "batchnorm": (True, False),
+    "feature_activation": ("none", "relu"),
+    "pooling": ("avg", "flatten"),
+}
+
+
+def table2_choice_overrides(augmentation: bool = True, batchnorm: bool = True, feature_activation: str = "none",
+                            pooling: str = "avg") -> dict:
+    """The config fields of one combination of :data:`TABLE2_CHOICES` (empty for ours, so its run is Table 2's)."""
+    overrides = {} if augmentation else dict(crop_padding=0, flip=False)
+    options = {name: value for name, value in (("batchnorm", batchnorm), ("feature_activation", feature_activation),
+                                               ("pooling", pooling)) if value != TABLE2_CHOICES[name][0]}
+    if options:
+        overrides["model_options"] = options
+    return overrides
+
+
+def table2_choice_combinations() -> list[dict]:
+    """Every combination of :data:`TABLE2_CHOICES` (the full 2^4 factorial), ours first, then by how many
+    choices differ from ours."""
+    import itertools
+
+    names = list(TABLE2_CHOICES)
+    combos = [dict(zip(names, values)) for values in itertools.product(*TABLE2_CHOICES.values())]
+    return sorted(combos, key=lambda c: sum(c[n] != TABLE2_CHOICES[n][0] for n in names))
+
+
+def table2_choice_configs(profile: str, methods=("ce",), seeds=(0, 1), combinations=None, beta: float = 0.34,
+                          device: str = "auto", **overrides) -> list[RunConfig]:
+    """Table 2's silent choices measured: the Table 2 run of each method and seed under each combination
+    (dicts of :data:`TABLE2_CHOICES` values; default the full factorial). Our combination is Table 2's own run
+    (experiment "table2", the same record); the others are experiment "table2_choices"."""
+    combinations = table2_choice_combinations() if combinations is None else list(combinations)
+    configs = []
+    for combo in combinations:
+        unknown = sorted(set(combo) - set(TABLE2_CHOICES))
+        if unknown:
+            raise ValueError(f"combinations: {unknown} are not choices; the choices are {list(TABLE2_CHOICES)}")
+        choice = table2_choice_overrides(**combo)
+        experiment = "table2_choices" if choice else "table2"
+        configs += [make_config("motivation", profile, dataset="mini_cifar_lt", method=m, seed=s, beta=beta,
+                                device=device, experiment=experiment, **choice, **overrides)
+                    for m in methods for s in seeds]
+    return configs
+
+
 def beta_sweep_configs(profile: str, betas=BETA_SWEEP, seeds=(0, 1), device: str = "auto",
                        **overrides) -> list[RunConfig]:
     """Beta sensitivity (notebook 04): AM-mixup on Mini-CIFAR-LT with the Table 2 recipe (CNN-Vis2D),

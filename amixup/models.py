@@ -31,12 +31,32 @@ def register_model(name: str):
     return add
 
 
-def build_model(name: str, num_classes: int, in_channels: int = 3, image_size: int | None = None) -> "SplitModel":
-    """The registered model ``name``; ``image_size`` (the input's side) reaches the constructors that
-    take it (the ViT's position embedding depends on it), the others pool globally."""
+#: Constructor arguments the engine sets itself: never a model option.
+_BUILT_IN_ARGUMENTS = ("num_classes", "in_channels", "image_size")
+
+
+def model_option_names(name: str) -> list[str]:
+    """The options (keyword arguments) model ``name`` takes from ``RunConfig.model_options``."""
     if name not in MODELS:
         raise ValueError(f"model must be one of {sorted(MODELS)}, got {name!r}")
-    kwargs = {}
+    return [p for p in inspect.signature(MODELS[name]).parameters if p not in _BUILT_IN_ARGUMENTS]
+
+
+def check_model_options(name: str, options: dict) -> None:
+    """``ValueError`` naming ``model_options`` where it holds an option model ``name`` does not take."""
+    allowed = model_option_names(name)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"model_options {unknown} are not options of model {name!r}; it takes {allowed}")
+
+
+def build_model(name: str, num_classes: int, in_channels: int = 3, image_size: int | None = None,
+                **options) -> "SplitModel":
+    """The registered model ``name``; ``image_size`` (the input's side) reaches the constructors that
+    take it (the ViT's position embedding depends on it), the others pool globally. ``options`` are the
+    model's own arguments (``RunConfig.model_options``, e.g. CNN-Vis2D's ``batchnorm``)."""
+    check_model_options(name, options)
+    kwargs = dict(options)
     if image_size is not None and "image_size" in inspect.signature(MODELS[name]).parameters:
         kwargs["image_size"] = int(image_size)
     return MODELS[name](num_classes=num_classes, in_channels=in_channels, **kwargs)
@@ -91,29 +111,57 @@ class SplitModel(nn.Module):
         return self.head(x), clean_logits
 
 
-def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
+def _conv_bn_relu(cin: int, cout: int, batchnorm: bool = True) -> list[nn.Module]:
+    if not batchnorm:  # the convolution keeps its bias where no BatchNorm follows
+        return [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True)]
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
+#: CNN-Vis2D's choices where the paper is silent (Section 3 / Appendix A.1 give only the widths and the 2-D
+#: feature); the first value of each is the default.
+VIS2D_FEATURE_ACTIVATIONS = ("none", "relu", "prelu")
+VIS2D_POOLINGS = ("avg", "flatten")
+
+
 @register_model("cnn_vis2d")
-def cnn_vis2d(num_classes: int, in_channels: int = 3, feature_dim: int = 2, convs_per_block: int = 1) -> SplitModel:
+def cnn_vis2d(num_classes: int, in_channels: int = 3, feature_dim: int = 2, convs_per_block: int = 1,
+              batchnorm: bool = True, feature_activation: str = "none", pooling: str = "avg",
+              image_size: int = 32) -> SplitModel:
     """CNN-Vis2D: three conv blocks of 32, 64 and 128 channels, then a 2-D feature.
 
     The paper gives only the three widths and the 2-D feature. Here a block is
     ``convs_per_block`` 3x3 conv-BN-ReLU layers and a 2x2 max-pool (default one conv per
     block, the literal reading; 2 gives the LeNet++ layout of 2-D feature plots at about
     2.3x the cost); global average pooling and a linear layer give the feature, a linear
-    head with bias the logits.
+    head with bias the logits. The other silent choices are arguments too (``RunConfig.model_options``):
+    ``batchnorm`` after each conv, ``feature_activation`` on the 2-D feature (``none``, ``relu``,
+    or ``prelu`` as LeNet++), ``pooling`` of the last map (``avg``: global average; ``flatten``:
+    all ``128 x (image_size / 8)^2`` values into the linear layer).
     """
+    if feature_activation not in VIS2D_FEATURE_ACTIVATIONS:
+        raise ValueError(f"feature_activation must be one of {list(VIS2D_FEATURE_ACTIVATIONS)}, "
+                         f"got {feature_activation!r}")
+    if pooling not in VIS2D_POOLINGS:
+        raise ValueError(f"pooling must be one of {list(VIS2D_POOLINGS)}, got {pooling!r}")
+    if not isinstance(batchnorm, bool):
+        raise ValueError(f"batchnorm must be True or False, got {batchnorm!r}")
     blocks = []
     cin = in_channels
     for width in (32, 64, 128):
-        layers = _conv_bn_relu(cin, width)
+        layers = _conv_bn_relu(cin, width, batchnorm)
         for _ in range(convs_per_block - 1):
-            layers += _conv_bn_relu(width, width)
+            layers += _conv_bn_relu(width, width, batchnorm)
         blocks.append(nn.Sequential(*layers, nn.MaxPool2d(2)))
         cin = width
-    blocks[-1].extend([nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, feature_dim)])
+    if pooling == "avg":
+        blocks[-1].extend([nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, feature_dim)])
+    else:
+        side = int(image_size) // 8
+        blocks[-1].extend([nn.Flatten(), nn.Linear(128 * side * side, feature_dim)])
+    if feature_activation == "relu":
+        blocks[-1].append(nn.ReLU())
+    elif feature_activation == "prelu":
+        blocks[-1].append(nn.PReLU())
     return SplitModel(blocks, nn.Linear(feature_dim, num_classes))
 
 
