@@ -17,7 +17,7 @@ from . import data
 from . import distributed as ddp
 from .config import parse_assignments
 from .engine import DEFAULT_RESULTS_DIR, resolve_device, train
-from .records import CorruptFileError, RunBusyError
+from .records import CorruptFileError, ResultsWriteError, RunBusyError
 from .recipes import PROFILES, RECIPES, make_config
 
 
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
         parser.error(str(err))
     try:
         record = train(config, args.results_dir, overwrite=args.overwrite)
-    except (CorruptFileError, RunBusyError, data.DataNotFoundError, data.DataCorruptError) as err:
+    except (CorruptFileError, RunBusyError, ResultsWriteError, data.DataNotFoundError, data.DataCorruptError) as err:
         ddp.abandon()  # under torchrun: exit now, whatever the other processes are doing
         parser.exit(1, f"{parser.prog}: error: {err}\n")
     except ValueError as err:  # a parameter found wrong once the data or a checkpoint is read (the message names it)

@@ -325,3 +325,61 @@ def missing_report(configs, results_dir, *, check_data: bool = True):
 
 def _final(item) -> RunConfig:
     return item[-1] if isinstance(item, tuple) else item
+
+
+#: What each profile's numbers are, in the notebooks' captions.
+PROFILE_LABELS = {
+    "smoke": "smoke profile: 2 epochs on a few hundred images, CI's check; not comparable with the paper",
+    "quick": "quick profile: shortened runs; not comparable with the paper",
+    "paper": "paper profile: the paper's full recipe",
+}
+
+
+def profile_label(profile: str) -> str:
+    """The caption words of ``profile``'s numbers (a custom profile: its name)."""
+    return PROFILE_LABELS.get(profile, f"{profile} profile")
+
+
+def profile_note(profile: str, notebook: str) -> str:
+    """Markdown for the top of a notebook's outputs: which profile they come from and where the executed
+    notebooks of the other profiles are (``results/<notebook>/<profile>/<notebook>.ipynb``)."""
+    root = Path(__file__).resolve().parents[1]
+    executed = sorted(p for p in (root / "results" / notebook).glob(f"*/{notebook}.ipynb") if p.parent.name != profile)
+    rank = {"paper": 0, "quick": 1}
+    executed.sort(key=lambda p: rank.get(p.parent.name, 2))
+    # the smoke outputs are those committed in notebooks/; the others are saved in results/<notebook>/<profile>/
+    base = f"../results/{notebook}/" if profile == "smoke" else "../"
+    links = ", ".join(f"[{p.parent.name} profile]({base}{p.parent.name}/{p.name}) "
+                      f"(`results/{notebook}/{p.parent.name}/{p.name}`)" for p in executed)
+    note = f"**These outputs come from the {profile_label(profile)}.**"
+    if profile != "paper":
+        note += " Their numbers say how the code runs, not what the method does."
+    if links:
+        note += f" Executed notebooks with results: {links}."
+    return note
+
+
+def table2_pattern_verdict(summary, closest, margin: float = 5.0) -> str:
+    """Whether Table 2's baseline pattern (CE far below mixup and manifold mixup: the paper has 42.5 against 59.4
+    and 65.4) holds under the choices of ``closest`` (a row of ``tables.choice_summary``), said plainly: both mixups
+    above CE by at least ``margin`` points, one of them, neither, or untested where their runs are missing."""
+    from .tables import CHOICES
+
+    same = summary
+    for name in CHOICES:
+        same = same[same[name] == closest[name]]
+    accuracy = {m: same.loc[same["method"] == m, "acc_all"] for m in ("ce", "mixup", "manifold_mixup")}
+    combo = {name: closest[name].item() if hasattr(closest[name], "item") else closest[name] for name in CHOICES}
+    missing = [m for m, acc in accuracy.items() if acc.empty]
+    if missing:
+        return (f"The paper's pattern (CE far below mixup and manifold mixup) is untested under this combination: "
+                f"{', '.join(missing)} have no run under it yet (experiments.table2_choice_configs(profile, "
+                f"methods=experiments.METHODS, seeds=[0, 1, 2], combinations=[{combo}])).")
+    ce = float(accuracy["ce"].iloc[0])
+    above = [m for m in ("mixup", "manifold_mixup") if float(accuracy[m].iloc[0]) >= ce + margin]
+    scores = ", ".join(f"{m} {float(accuracy[m].iloc[0]):.2f}" for m in ("mixup", "manifold_mixup"))
+    if len(above) == 2:
+        return f"This combination reproduces the paper's pattern: CE {ce:.2f} lies {margin:g}+ points below {scores}."
+    if above:
+        return f"This combination reproduces the paper's pattern in part: CE {ce:.2f} against {scores}."
+    return f"This combination does not reproduce the paper's pattern: CE {ce:.2f} against {scores}."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import platform
@@ -22,6 +23,32 @@ class RunBusyError(RuntimeError):
     """A run that another process is training (it holds the run's lock file)."""
 
 
+class ResultsWriteError(OSError):
+    """A file of a results folder that could not be written (a full disk, a read-only or forbidden folder); the
+    message is one line naming the path, the cause and what was kept."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+#: What to do about an ``OSError`` of a results folder, by errno (the rest: the system's own words).
+_WRITE_ADVICE = {
+    errno.ENOSPC: "the disk is full: free space there or pass another --results-dir / results_dir",
+    errno.EDQUOT: "the disk quota is used up: free space there or pass another --results-dir / results_dir",
+    errno.EACCES: "the folder is not writable: fix its permissions or pass another --results-dir / results_dir",
+    errno.EPERM: "the folder is not writable: fix its permissions or pass another --results-dir / results_dir",
+    errno.EROFS: "the file system is read-only: pass another --results-dir / results_dir",
+}
+
+
+def results_write_error(path, err: OSError, kept: str) -> ResultsWriteError:
+    """The one-line :class:`ResultsWriteError` for ``err`` met while writing ``path``."""
+    cause = err.strerror or str(err) or type(err).__name__
+    advice = _WRITE_ADVICE.get(err.errno, "")
+    return ResultsWriteError(err.errno, f"cannot write {path}: {cause}{' (' + advice + ')' if advice else ''}; "
+                             f"kept: {kept}")
+
+
 @contextlib.contextmanager
 def run_lock(path, run_id: str):
     """Hold the lock file ``path`` of run ``run_id`` for the ``with`` block, so that no second process trains the
@@ -34,8 +61,12 @@ def run_lock(path, run_id: str):
         yield
         return
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a")
+    except OSError as err:  # before any training: nothing of the run is touched
+        raise results_write_error(path, err, "every file of the run as it was (nothing trained)") from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -54,8 +85,12 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
     """Write to a temporary file beside ``path``, then rename it over ``path``; the file gets the
     permissions an ordinary new file would (0666 less the umask), not mkstemp's 0600."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    kept = f"the previous {path.name}, unchanged" if path.exists() else f"no {path.name} (nothing half-written)"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise results_write_error(path, err, kept) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
@@ -63,8 +98,10 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
             os.fsync(f.fileno())  # on disk before the rename: a machine that goes down leaves the old file or the new
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise results_write_error(path, err, kept) from None
         raise
 
 

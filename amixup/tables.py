@@ -6,6 +6,7 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .records import REPO_ROOT
@@ -166,3 +167,68 @@ def beta_summary(records) -> pd.DataFrame:
     out["can_cross"] = out["beta"] > math.log(2)
     out["crossed"] = out["lambda_min"] < 0.5
     return out[columns]
+
+
+def choice_frame(records) -> pd.DataFrame:
+    """:func:`records_frame` of Table 2's silent-choices runs with a column per choice
+    (``experiments.TABLE2_CHOICES``: augmentation, batchnorm, feature_activation, pooling), read from each
+    record's config (CNN-Vis2D's defaults where its ``model_options`` leave one out)."""
+    frame = records_frame(records)
+    if frame.empty:
+        return frame
+    by_id = {r["run_id"]: r["config"] for r in records}
+    defaults = {"batchnorm": True, "feature_activation": "none", "pooling": "avg"}
+    for name in ("augmentation", *defaults):
+        frame[name] = [
+            (by_id[i]["crop_padding"] > 0 or by_id[i]["flip"]) if name == "augmentation"
+            else by_id[i].get("model_options", {}).get(name, defaults[name])
+            for i in frame["run_id"]]
+    return frame
+
+
+CHOICES = ["augmentation", "batchnorm", "feature_activation", "pooling"]
+
+
+def choice_summary(frame: pd.DataFrame, metrics=("acc_all", "acc_few", "uniformity", "uniformity_k1")) -> pd.DataFrame:
+    """Per combination of the choices (and method): the mean of each metric over seeds and the seeds."""
+    keys = CHOICES + (["method"] if "method" in frame else [])
+    grouped = frame.groupby(keys, sort=False)
+    out = grouped[list(metrics)].mean()
+    out["seeds"] = grouped["seed"].nunique()
+    return out.reset_index()
+
+
+def choice_effects(summary: pd.DataFrame, metrics=("acc_all", "acc_few", "uniformity", "uniformity_k1"),
+                   defaults=None) -> pd.DataFrame:
+    """Each choice's main effect on each metric: the mean over the combinations that differ from ours in that
+    choice minus the mean over those that keep ours (a balanced factorial's main effect; with part of the
+    factorial, the means over the combinations present), with how many combinations are on each side."""
+    defaults = defaults or {"augmentation": True, "batchnorm": True, "feature_activation": "none", "pooling": "avg"}
+    rows = []
+    for name in CHOICES:
+        changed = summary[summary[name] != defaults[name]]
+        kept = summary[summary[name] == defaults[name]]
+        row = {"choice": name, "ours": defaults[name], "changed_to": ", ".join(sorted({str(v) for v in changed[name]})),
+               "combinations_changed": len(changed), "combinations_kept": len(kept)}
+        for metric in metrics:  # (a metric undefined in some runs, e.g. U of all-zero features, gives NaN)
+            with np.errstate(invalid="ignore"):
+                row[metric] = changed[metric].mean() - kept[metric].mean() if len(changed) and len(kept) else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def closest_to(summary: pd.DataFrame, targets: dict) -> pd.Series:
+    """The combination whose metrics lie closest to ``targets`` (e.g. the paper's CE: ``{"acc_all": 42.52,
+    "acc_few": 2.25}``), by the sum of absolute differences."""
+    if summary.empty:
+        return pd.Series(dtype=float)
+    distance = sum((summary[m] - v).abs() for m, v in targets.items())
+    row = summary.loc[distance.idxmin()].copy()
+    row["distance"] = distance.min()
+    return row
+
+
+def write_csv(frame: pd.DataFrame, path, decimals: int = 4) -> None:
+    """``frame`` as CSV at ``path`` with floats rounded to ``decimals`` (no float noise such as
+    34.150000000000006)."""
+    frame.round(decimals).to_csv(Path(path), index=False)

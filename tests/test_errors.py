@@ -241,3 +241,66 @@ def test_notebook_04_smoke_profile_finishes_without_its_data(tmp_path, monkeypat
                    for c in json.loads(out.read_text())["cells"] for o in c.get("outputs", []))
     assert "no record yet" in text and "0 of 1 runs have a record" in text
     assert "data not found: dataset 'cifar100' not found" in text
+
+
+def _fail_writes_after(monkeypatch, writes_ok: int, code: int):
+    """Make every file write of amixup.records after the first ``writes_ok`` fail as a full / forbidden disk."""
+    import amixup.records as records
+
+    real_fsync, calls = os.fsync, []
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) > writes_ok:
+            raise OSError(code, os.strerror(code))
+        real_fsync(fd)
+
+    monkeypatch.setattr(records.os, "fsync", fsync)
+
+
+def test_a_full_disk_during_a_run_is_one_line_naming_the_file_and_what_was_kept(tiny, tmp_path, monkeypatch, capsys):
+    import errno
+
+    results = tmp_path / "results"
+    config = tiny(epochs=3)
+    _fail_writes_after(monkeypatch, 1, errno.ENOSPC)  # epoch 1's checkpoint is written, epoch 2's is not
+    with pytest.raises(SystemExit) as info:
+        cli(["train", "--profile", "smoke", "--dataset", "tiny", "--experiment", "err", "--set", "epochs=3",
+             "--results-dir", str(results)])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error:" in line]  # (the rest: the run's progress bar)
+    assert info.value.code == 1 and "Traceback" not in err and len(errors) == 1, err
+    err = errors[0]
+    cli_config = make_config("motivation", "smoke", dataset="tiny", experiment="err", epochs=3, method="am_mixup")
+    ckpt = results / "checkpoints" / f"{cli_config.run_id()}.pt"
+    assert f"cannot write {ckpt}" in err and "the disk is full" in err
+    assert f"kept: the previous {ckpt.name}, unchanged" in err
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 1  # the last good checkpoint: the run resumes from it
+    assert not list((results / "checkpoints").glob(".*.tmp"))  # nothing half-written
+    assert config.epochs == 3
+
+
+def test_a_results_folder_that_cannot_be_written_fails_before_training(tiny, tmp_path, monkeypatch):
+    import errno
+
+    import amixup.records as records
+    from amixup.records import ResultsWriteError
+
+    def forbidden(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(engine, "load_data", lambda *_: pytest.fail("data was loaded"))
+    monkeypatch.setattr(records, "open", forbidden, raising=False)
+    with pytest.raises(ResultsWriteError, match=r"cannot write .*\.lock: Permission denied \(the folder is not "
+                                                 r"writable.*kept: every file of the run as it was"):
+        train(tiny(), tmp_path / "locked", progress=False)
+
+
+def test_model_options_are_checked_before_any_data(monkeypatch, capsys):
+    monkeypatch.setattr(engine, "load_data", lambda *_: pytest.fail("data was loaded"))
+    with pytest.raises(SystemExit) as info:
+        cli(["train", "--profile", "smoke", "--set", "model_options={'pooling': 'max'}"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "pooling must be one of ['avg', 'flatten'], got 'max'" in err
+    with pytest.raises(ValueError, match=r"model_options \['depth'\] are not options of model 'cnn_vis2d'; it takes "):
+        make_config("motivation", "smoke", model_options={"depth": 3}).validate()
