@@ -259,7 +259,8 @@ def cells(paper: pd.DataFrame, runs: pd.DataFrame, located) -> pd.DataFrame:
     """One row per cell of the paper (a number of Tables 1-8): the paper's mean/std/seeds and which epoch it
     is (:func:`paper_epoch`), ours from paper-profile runs (last-epoch mean, std, seeds; the best-epoch mean
     beside it; profile, precision, data source, device), difference (last epoch minus the paper's; ``diff_best``
-    best epoch minus the paper's where the paper's number is best-over-epochs), Welch test on the last epoch;
+    best epoch minus the paper's where the paper's number is best-over-epochs), each with its 95 % interval
+    (:func:`diff_ci`; ``ci`` says which kind, or why none), Welch test on the last epoch (MIN_N seeds a side);
     cells without paper-profile runs carry the reason (profile below paper, no data here, not run yet)."""
     rows = []
     for _, cell in paper.iterrows():
@@ -603,7 +604,8 @@ def claims(runs: pd.DataFrame, located, claim_list=None, paper: pd.DataFrame | N
     evidence per pair of the ordering (our last-epoch means, the paired difference over matching seeds and
     scipy's ttest_rel p, printed only with at least MIN_N pairs) and the verdict:
 
-    - refuted: some pair is in the reverse order, significantly (p < LEVEL, >= MIN_N paired seeds);
+    - refuted: some pair is in the reverse order, significantly (p < LEVEL, >= MIN_N paired seeds), whatever the
+      other pairs say (a pair whose side has no runs included);
     - supported: every pair in the paper's order, each significantly;
     - untested (``why``): some pair has no paper-profile runs on a side (profile below paper, no data here, not
       run yet), fewer than MIN_N paired seeds, or paired differences without spread;
@@ -626,28 +628,32 @@ def claims(runs: pd.DataFrame, located, claim_list=None, paper: pd.DataFrame | N
         empty = [m for m in methods if not values[m]]
         ours = ", ".join(f"{m} {_fmt(np.mean(list(values[m].values())), digits)} (n {len(values[m])})"
                          for m in methods if values[m])
-        if empty:
-            why = {m: _why_missing(runs, cell[m], located) for m in empty}
-            text = "; ".join(f"{', '.join(m for m in empty if why[m] == w)}: {w}" for w in sorted(set(why.values())))
-            rows.append(row | {"ours": ours, "evidence": "", "verdict": "untested",
-                               "why": f"no paper-profile runs of {text}"})
-            continue
-        parts, verdicts = [], []
-        for a, b in pairs:
+        gone = {m: _why_missing(runs, cell[m], located) for m in empty}
+        parts, verdicts, counts = [], [], []
+        for a, b in pairs:  # a pair with a side without runs is untested; the others are tested all the same
+            if a in gone or b in gone:
+                verdicts.append("no runs")
+                continue
             n, diff, p = paired(values[a], values[b])
             verdict = _pair_verdict(n, diff, p, sign)
             verdicts.append(verdict)
+            counts.append(n)
             diff_text = "no paired seeds" if n == 0 else f"{diff:+.{digits}f}"
             p_text = f", p {_p(p)}" if n >= MIN_N and not pd.isna(p) else ""
             parts.append(f"{a} {op} {b}: {diff_text} ({n} paired seed{'s' if n != 1 else ''}{p_text}): {verdict}")
         untested = [v for v in verdicts if v not in VERDICTS]
         verdict = ("refuted" if "refuted" in verdicts else "supported" if all(v == "supported" for v in verdicts)
                    else "untested" if untested else "not significant")
-        fewest = min(paired(values[a], values[b])[0] for a, b in pairs)
-        why = [f"n too small ({fewest} paired seed{'s' if fewest != 1 else ''}, fewer than {MIN_N})"
-               if v == "n too small" else v for v in dict.fromkeys(untested)]
+        why = []
+        if gone:
+            why.append("no paper-profile runs of " + "; ".join(
+                f"{', '.join(m for m in empty if gone[m] == w)}: {w}" for w in sorted(set(gone.values()))))
+        fewest = min([n for n, v in zip(counts, [v for v in verdicts if v != "no runs"]) if v == "n too small"],
+                     default=0)
+        why += [f"n too small ({fewest} paired seed{'s' if fewest != 1 else ''}, fewer than {MIN_N})"
+                if v == "n too small" else v for v in dict.fromkeys(untested) if v != "no runs"]
         rows.append(row | {"ours": ours, "evidence": "; ".join(parts), "verdict": verdict,
-                           "why": ", ".join(why) if verdict == "untested" else ""})
+                           "why": "; ".join(why) if verdict == "untested" else ""})
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
 
 
@@ -838,6 +844,12 @@ def causes_paragraph(records_with_paths, copy_rows: pd.DataFrame) -> str:
     if absent:
         out.append("Not in yet, so none of the differences above is explained by a measurement here: "
                    + "; ".join(absent) + ".")
+    shorter = [r for p, r in records_with_paths if p.startswith(DATA_COPY_DIR + "/")
+               and r["config"].get("profile") != PAPER_PROFILE]
+    if shorter and not found["data_copy"]:
+        out.append(f"The data-copy runs here ({len(shorter)}, profile {_join(r['config']['profile'] for r in shorter)}) "
+                   "are shorter than the paper's recipe: their cost of one more JPEG step (data-copy section) cannot "
+                   "size the paper-profile gap.")
     return "What the measured causes explain: " + " ".join(out)
 
 
@@ -921,13 +933,16 @@ def _claims_line(claim_rows) -> str:
 def readme_block(cell_rows, claim_rows) -> str:
     """The README's results-at-a-glance block, markers included."""
     s = cell_summary(cell_rows).set_index("table").loc["all"]
+    refuted = claim_rows.loc[claim_rows["verdict"] == "refuted", "id"].tolist()
     return "\n".join([
         README_START,
         "<!-- generated by `python -m amixup.report` from the run records: do not edit between these markers -->",
         f"**Results at a glance** ([report](results/REPORT.md), [figure](results/{FIGURE})): of the paper's "
         f"{s['cells']} numbers (Tables 1-8), {s['compared']} have our paper-profile runs: {s['within noise']} within "
-        f"noise, {s['differs']} differ (Welch, at least {MIN_N} seeds a side), {s['no test']} without a test "
-        f"(no std in the paper or fewer than {MIN_N} seeds); {s['missing']} are missing. {_claims_line(claim_rows)}.",
+        f"noise, {s['differs']} differ (Welch, at least {MIN_N} seeds a side), {s['no test']} without a test (the "
+        f"report gives each cell's reason), {s[CI_COLUMN]} with a 95 % interval of ours - paper that excludes 0; "
+        f"{s['missing']} are missing. {_claims_line(claim_rows)}"
+        + (f"; refuted on our records: {', '.join(f'`{i}`' for i in refuted)}" if len(refuted) else "") + ".",
         "",
         _glance_table(cell_rows),
         README_END,

@@ -302,7 +302,14 @@ def test_claim_refuted_not_significant_and_untested(tmp_path):
     assert row["paper_numbers"] == "Table 2: am_mixup 37.3, ce 2.25, mixup 21.8" and row["paper_note"] == ""
     assert row["ours"] == "am_mixup 11.17 (n 3), ce 21.00 (n 3), mixup 2.00 (n 3)"
     row = claim_verdict(tmp_path / "c", {"am_mixup": [10.0], "ce": [20.0]})
-    assert row["verdict"] == "untested" and row["why"] == "no paper-profile runs of mixup: not run yet"
+    assert row["verdict"] == "untested"
+    assert row["why"] == "no paper-profile runs of mixup: not run yet; n too small (1 paired seed, fewer than 3)"
+    row = claim_verdict(tmp_path / "d", {"am_mixup": [1.0, 2.0]})
+    assert row["verdict"] == "untested" and row["why"] == "no paper-profile runs of ce, mixup: not run yet"
+    assert row["evidence"] == "" and row["ours"] == "am_mixup 1.50 (n 2)"
+    # a pair without runs does not hide a refutation of another pair
+    row = claim_verdict(tmp_path / "e", {"am_mixup": [10.0, 11.0, 12.5], "ce": [20.0, 21.0, 22.0]})
+    assert row["verdict"] == "refuted" and row["why"] == ""
 
 
 def test_a_claim_lower_is_refuted_by_a_significant_higher(tmp_path):
@@ -541,6 +548,7 @@ def test_causes_paragraph_names_the_measurements_not_in_yet(tmp_path):
     text = report.causes_paragraph(report.read_run_records(tmp_path), __import__("pandas").DataFrame())
     assert "The Table 2 choices study has 1 run(s) (table2_choices)" in text
     assert "the Table 2 choices study (" not in text and "data-copy dose-response at the paper profile" in text
+    assert "The data-copy runs here (1, profile quick) are shorter than the paper's recipe" in text
 
 
 def test_report_is_deterministic_and_states_its_measured_inputs(tmp_path):
