@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -535,7 +536,7 @@ def test_figure_is_deterministic_and_carries_the_hash_of_its_points(tmp_path):
 
 def test_causes_paragraph_names_the_measurements_not_in_yet(tmp_path):
     write(tmp_path, [make_record("table3", "cifar10_lt", "ce", 0, imb=100)])
-    text = report.causes_paragraph(report.read_run_records(tmp_path), __import__("pandas").DataFrame())
+    text = report.causes_paragraph(report.read_run_records(tmp_path), pd.DataFrame())
     assert text.startswith("What the measured causes explain: Not in yet")
     assert "table2_choices" in text and "data-copy dose-response at the paper profile" in text and "LDAM-DRW" in text
     # a quick-profile data copy is not the paper-profile dose-response; a Table 2 choices record is found by its path
@@ -545,7 +546,7 @@ def test_causes_paragraph_names_the_measurements_not_in_yet(tmp_path):
           folder="01_motivation/paper/table2_choices")
     found = report.fidelity_records(report.read_run_records(tmp_path))
     assert [len(found[k]) for k in ("table2_choices", "data_copy", "ldam_drw")] == [1, 0, 0]
-    text = report.causes_paragraph(report.read_run_records(tmp_path), __import__("pandas").DataFrame())
+    text = report.causes_paragraph(report.read_run_records(tmp_path), pd.DataFrame())
     assert "The Table 2 choices study has 1 run(s) (table2_choices)" in text
     assert "the Table 2 choices study (" not in text and "data-copy dose-response at the paper profile" in text
     assert "The data-copy runs here (1, profile quick) are shorter than the paper's recipe" in text
