@@ -4,9 +4,11 @@ and the committed results/REPORT.md being what the committed records give."""
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -70,7 +72,34 @@ def test_welch_matches_scipy_and_the_hand_formula():
 def test_welch_says_why_it_cannot_test():
     assert report.welch(60, 1.0, 3, 42.5, math.nan, math.nan)[1] == "no test: paper gives no std"
     assert report.welch(60, 1.0, 3, 91.8, 0.1, math.nan)[1] == "no test: paper's seed count not stated"
-    assert report.welch(60, math.nan, 1, 71.9, 0.65, 20)[1] == "no test: one seed of ours"
+    assert report.welch(60, math.nan, 1, 71.9, 0.65, 20)[1] == "no test: n too small (ours 1 seed)"
+
+
+def test_two_seeds_print_no_p_value():
+    """The Table 3 AM-mixup cell of the issue: n = 2 and a std of 0.09 gave p = 2.5e-18; now no p, "n too small"."""
+    p, verdict = report.welch(67.375, 0.0919, 2, 75.38, 0.63, 20)
+    assert math.isnan(p) and verdict == "no test: n too small (ours 2 seeds)"
+    p, verdict = report.welch(67.375, 0.5, 5, 75.38, 0.63, 2)
+    assert math.isnan(p) and verdict == "no test: n too small (the paper's 2 seeds)"
+
+
+def test_welch_interval_by_hand():
+    # ours 10 +- 2 over 4 seeds, the paper's 8 +- 1 over 9: v = 4/4 + 1/9, df (Welch-Satterthwaite) = 3.6866
+    low, high, kind = report.diff_ci(10.0, 2.0, 4, 8.0, 1.0, 9)
+    v1, v2 = 1.0, 1 / 9
+    df = (v1 + v2) ** 2 / (v1 ** 2 / 3 + v2 ** 2 / 8)
+    assert df == pytest.approx(3.68664, abs=1e-5)
+    half = 2.872041 * math.sqrt(v1 + v2)  # t(0.975, 3.6866) from a t table, times the standard error 1.05409
+    assert kind == "Welch" and (low, high) == (pytest.approx(2 - half, abs=1e-5), pytest.approx(2 + half, abs=1e-5))
+    assert (low, high) == (pytest.approx(-1.027397, abs=1e-5), pytest.approx(5.027397, abs=1e-5))
+    # the paper gives no std: one-sample t interval of our mean against its number, t(0.975, 2) = 4.302653
+    low, high, kind = report.diff_ci(2.0, 1.0, 3, 0.0, math.nan, math.nan)
+    assert kind == "one-sample" and (low, high) == (pytest.approx(2 - 4.302653 / math.sqrt(3), abs=1e-5),
+                                                    pytest.approx(2 + 4.302653 / math.sqrt(3), abs=1e-5))
+    # with two seeds there is an interval (and no p-value); with one, neither; no paper seed count: no interval
+    assert report.diff_ci(67.375, 0.0919, 2, 75.38, 0.63, 20)[2] == "Welch"
+    assert report.diff_ci(60, math.nan, 1, 71.9, 0.65, 20)[2] == "no CI: fewer than 2 seeds of ours"
+    assert report.diff_ci(60, 1.0, 3, 91.8, 0.1, math.nan)[2] == "no CI: paper's seed count not stated"
 
 
 def test_paired_test_over_matching_seeds_only():
@@ -195,10 +224,14 @@ def test_best_epoch_is_beside_the_last_labelled_and_compared_like_with_like(tmp_
     assert (few["ours_mean"], few["ours_best_mean"]) == (55.0, 60.0)  # the few split at the best-overall epoch
     assert math.isnan(cell(rows, table=1, method="mixup", metric="alignment")["ours_best_mean"])  # no best of A
     files = report.build(results, report.load_paper(), ["cifar10", "mnist"], notes=[])
-    assert ("| paper_n | paper_epoch | ours_mean | ours_std | ours_best_mean | ours_n | diff | diff_best | p_welch |"
-            in files["REPORT.md"])
+    assert ("| paper_n | paper_epoch | ours_mean | ours_std | ours_best_mean | ours_n | diff | diff_ci | diff_best "
+            "| diff_best_ci | p_welch |" in files["REPORT.md"])
+    # one-sample intervals (MiSLAS gives no std): -5.4 and -4.4 +- t(0.975, 2) * 1 / sqrt(3) = 2.4841
+    assert mislas["ci_low"] == pytest.approx(-5.4 - 2.4841, abs=1e-3) and mislas["ci"] == "one-sample"
+    assert mislas["ci_best_high"] == pytest.approx(-4.4 + 2.4841, abs=1e-3)
     assert ("| cifar10_lt | 100 | resnet32 | ce |  | [10] MiSLAS | acc_all | 70.4 |  |  | best over epochs ([10] MiSLAS) "
-            "| 65 | 1 | 66 | 3 | -5.4 | -4.4 |  | no test: paper gives no std |") in files["REPORT.md"]
+            "| 65 | 1 | 66 | 3 | -5.4 | [-7.88, -2.92] | -4.4 | [-6.88, -1.92] |  | no test: paper gives no std |"
+            ) in files["REPORT.md"]
     assert "the records also hold the best epoch, not used here" not in files["REPORT.md"]
     header = files["REPORT.csv"].splitlines()[0].split(",")
     assert {"paper_epoch", "ours_best_mean", "diff_best"} <= set(header)
@@ -238,70 +271,136 @@ def test_located_bases_finds_copies_by_name_without_decoding(tmp_path, monkeypat
 
 # --------------------------------------------------------------------------- claims
 
-CLAIM = [("AM-mixup has the best Few accuracy on Mini-CIFAR-LT", 2, "mini_cifar_lt", None, "acc_few",
-          "am_mixup", ("ce", "mixup"))]
+CLAIM = [report._claim("test-few", "§3", "The higher precision in the few category", 2, "mini_cifar_lt", "acc_few",
+                       "am_mixup > ce, mixup", imb=200)]
 
 
-def claim_verdict(tmp_path, few):
+def claim_verdict(tmp_path, few, claim=CLAIM):
     recs = [make_record("table2", "mini_cifar_lt", m, s, model="cnn_vis2d", few=v)
             for m, values in few.items() for s, v in enumerate(values)]
     runs = report.runs_frame([r for _, r in report.read_run_records(write(tmp_path, recs))])
-    return report.claims(runs, ["cifar10"], CLAIM).iloc[0]
+    return report.claims(runs, ["cifar10"], claim).iloc[0]
 
 
 def test_claim_supported_on_consistent_paired_seeds(tmp_path):
     row = claim_verdict(tmp_path, {"am_mixup": [37.0, 36.0, 38.5], "ce": [2.0, 2.5, 3.0], "mixup": [20.0, 21.0, 22.5]})
-    assert row["verdict"] == "supported"
+    assert row["verdict"] == "supported" and row["why"] == ""
     p = stats.ttest_rel([37.0, 36.0, 38.5], [20.0, 21.0, 22.5]).pvalue
-    assert f"vs mixup 21.17: +16.00 (3 paired seeds, p {p:.3g})" in row["evidence"]
+    assert f"am_mixup > mixup: +16.00 (3 paired seeds, p {p:.3g}): supported" in row["evidence"]
+    assert row["paper_numbers"] == "Table 2: am_mixup 37.3, ce 2.25, mixup 21.8"
 
 
-def test_claim_direction_only_contradicted_and_untestable(tmp_path):
+def test_claim_refuted_not_significant_and_untested(tmp_path):
     row = claim_verdict(tmp_path / "a", {"am_mixup": [30.0, 25.0, 33.0], "ce": [29.0, 27.0, 30.0],
                                          "mixup": [1.0, 2.0, 3.0]})
-    assert row["verdict"] == "direction agrees, not significant"
+    assert row["verdict"] == "not significant"
+    # the reverse order, significant over 3 paired seeds: refuted, beside the paper's own numbers for the cells
     row = claim_verdict(tmp_path / "b", {"am_mixup": [10.0, 11.0, 12.5], "ce": [20.0, 21.0, 22.0],
                                          "mixup": [1.0, 2.0, 3.0]})
-    assert row["verdict"] == "contradicted"
+    p = stats.ttest_rel([10.0, 11.0, 12.5], [20.0, 21.0, 22.0]).pvalue
+    assert p < 0.05 and row["verdict"] == "refuted"
+    assert f"am_mixup > ce: -9.83 (3 paired seeds, p {p:.3g}): refuted" in row["evidence"]
+    assert row["paper_numbers"] == "Table 2: am_mixup 37.3, ce 2.25, mixup 21.8" and row["paper_note"] == ""
+    assert row["ours"] == "am_mixup 11.17 (n 3), ce 21.00 (n 3), mixup 2.00 (n 3)"
     row = claim_verdict(tmp_path / "c", {"am_mixup": [10.0], "ce": [20.0]})
-    assert row["verdict"] == "not testable" and "mixup: not run yet" in row["evidence"]
+    assert row["verdict"] == "untested"
+    assert row["why"] == "no paper-profile runs of mixup: not run yet; n too small (1 paired seed, fewer than 3)"
+    row = claim_verdict(tmp_path / "d", {"am_mixup": [1.0, 2.0]})
+    assert row["verdict"] == "untested" and row["why"] == "no paper-profile runs of ce, mixup: not run yet"
+    assert row["evidence"] == "" and row["ours"] == "am_mixup 1.50 (n 2)"
+    # a pair without runs does not hide a refutation of another pair
+    row = claim_verdict(tmp_path / "e", {"am_mixup": [10.0, 11.0, 12.5], "ce": [20.0, 21.0, 22.0]})
+    assert row["verdict"] == "refuted" and row["why"] == ""
 
 
-def test_one_paired_seed_or_no_spread_is_no_test(tmp_path):
+def test_a_claim_lower_is_refuted_by_a_significant_higher(tmp_path):
+    """§3's "CE exhibits the lowest [...] weakest overall performance": CE above mixup is a refutation."""
+    claim = [report._claim("t", "§3", "q", 2, "mini_cifar_lt", "acc_few", "ce < mixup", imb=200)]
+    row = claim_verdict(tmp_path, {"ce": [30.0, 31.0, 33.0], "mixup": [20.0, 20.5, 21.0]}, claim)
+    assert row["verdict"] == "refuted" and "ce < mixup: +10.83 (3 paired seeds, p " in row["evidence"]
+    row = claim_verdict(tmp_path / "b", {"ce": [10.0, 11.0, 13.0], "mixup": [20.0, 20.5, 21.0]}, claim)
+    assert row["verdict"] == "supported"
+
+
+def test_fewer_than_three_paired_seeds_or_no_spread_is_untested_without_a_p_value(tmp_path):
     row = claim_verdict(tmp_path / "a", {"am_mixup": [40.0], "ce": [20.0], "mixup": [30.0]})
-    assert row["verdict"] == "direction agrees; one seed: no test" and "(1 paired seed, p n/a)" in row["evidence"]
-    row = claim_verdict(tmp_path / "b", {"am_mixup": [10.0], "ce": [20.0], "mixup": [5.0]})
-    assert row["verdict"] == "direction disagrees; one seed: no test"
-    row = claim_verdict(tmp_path / "c", {"am_mixup": [40.0, 41.0], "ce": [30.0, 31.0], "mixup": [1.0, 2.0]})
-    assert row["verdict"] == "direction agrees; paired differences without spread: no test"
+    assert row["verdict"] == "untested" and row["why"] == "n too small (1 paired seed, fewer than 3)"
+    assert "am_mixup > ce: +20.00 (1 paired seed): n too small" in row["evidence"]
+    row = claim_verdict(tmp_path / "b", {"am_mixup": [40.0, 45.0], "ce": [20.0, 22.0], "mixup": [30.0, 31.0]})
+    assert row["verdict"] == "untested" and row["why"] == "n too small (2 paired seeds, fewer than 3)"
+    assert ", p " not in row["evidence"]  # two pairs: no p-value printed
+    # with two pairs a reverse order is not "refuted" either
+    row = claim_verdict(tmp_path / "c", {"am_mixup": [10.0, 11.0], "ce": [20.0, 22.0], "mixup": [1.0, 2.5]})
+    assert row["verdict"] == "untested"
+    row = claim_verdict(tmp_path / "d", {"am_mixup": [40.0, 41.0, 42.0], "ce": [30.0, 31.0, 32.0], "mixup": [1.0, 2.0, 4.0]})
+    assert row["verdict"] == "untested" and row["why"] == "paired differences without spread"
 
 
-def test_claims_say_what_the_paper_says_and_where_its_table_disagrees(tmp_path):
+def test_orderings_parse_into_pairs():
+    assert report.parse_ordering("a > b, c") == (">", [("a", "b"), ("a", "c")])
+    assert report.parse_ordering("a < b < c, d") == ("<", [("a", "b"), ("b", "c"), ("b", "d")])
+    with pytest.raises(ValueError):
+        report.parse_ordering("a > b < c")
+
+
+def _normal(text: str) -> str:
+    for latex, plain in ((r"$\lambda_{am}$", "λam"), (r"$\Downarrow$", "⇓"), (r"$\uparrow$", "↑"), (r"$\beta$", "β"),
+                         (r"$\mathbf{A}$", "A"), ("’", "'"), ("*", "")):
+        text = text.replace(latex, plain)
+    text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)  # [Table 7](#) -> Table 7
+    return " ".join(text.split())
+
+
+PAPER_TEXT = report.SHARED_PAPER.parent / "am-mixup-paper.md"
+
+
+def test_the_claims_list_is_data_from_the_papers_text():
     paper = report.load_paper()
-    # §4.3: "AM-mixup achieves the second-best test accuracy, and even outperformed all others on MNIST"
-    table6 = {(c[2], c[5]): set(c[6]) for c in report.CLAIMS if c[1] == 6}
-    assert table6 == {("mnist", "am_mixup"): {"ce", "mixup"}, ("cifar10", "ce"): {"mixup", "am_mixup"},
-                      ("cifar10", "am_mixup"): {"mixup"}, ("cifar100", "ce"): {"mixup", "am_mixup"},
-                      ("cifar100", "am_mixup"): {"mixup"}}
-    numbers, note = report.paper_check(paper, 6, "mnist", None, "acc_all", "am_mixup", ("ce", "mixup"))
-    assert numbers == "Table 6: am_mixup 98.2, ce 98.12, mixup 97.07; cited: ce 98.7 ([5] Perfectly balanced)"
-    assert note == "a cited row of the paper's Table 6 is above am_mixup 98.2: ce 98.7 ([5] Perfectly balanced)"
-    # a claim the paper's own table contradicts is flagged (the old MNIST claim "CE transfers best" would be)
-    assert "contradicts" in report.paper_check(paper, 6, "mnist", None, "acc_all", "ce", ("mixup", "am_mixup"))[1]
-    # every claim agrees with the paper's own table except the one its text makes against Table 3
-    notes = {c[0]: report.paper_check(paper, *c[1:])[1] for c in report.CLAIMS}
-    imb10 = "AM-mixup beats mixup and manifold mixup overall on CIFAR-10-LT (imbalance 10)"
-    assert {k for k, v in notes.items() if "contradicts" in v} == {imb10}
-    assert notes[imb10] == ("the paper's own Table 3 contradicts this: am_mixup 88.19 is not above mixup 89.08, "
-                            "manifold_mixup 88.71")
-    # the cited MiSLAS numbers are labelled best-over-epochs where they are shown
-    assert "mixup 87.1 (best over epochs ([10] MiSLAS))" in report.paper_check(paper, *report.CLAIMS[6][1:])[0]
-    files = report.build(synthetic_results(tmp_path), paper, ["cifar10", "mnist"], notes=[])
-    claims_csv = files["REPORT_claims.csv"]
-    assert claims_csv.splitlines()[0] == "claim,table,metric,paper_numbers,paper_note,evidence,verdict"
-    assert f"{imb10},3,acc_all," in claims_csv and notes[imb10] in claims_csv
-    assert "CE transfers best in coarse-to-fine (MNIST" not in claims_csv + files["REPORT.md"]
-    assert "| AM-mixup transfers best in coarse-to-fine (MNIST, ViT) | 6 | acc_all |" in files["REPORT.md"]
+    ids = [c["id"] for c in report.CLAIMS]
+    assert len(ids) == len(set(ids)) == 80
+    keys = [(c["table"], c["dataset"], c["imb_factor"], c["network"], c["metric"], c["ordering"]) for c in report.CLAIMS]
+    assert len(keys) == len(set(keys))  # no claim twice
+    for c in report.CLAIMS:
+        assert c["quote"] and c["section"] and report.parse_ordering(c["ordering"])
+        numbers, note = report.paper_check(paper, c)
+        assert "has no" not in note, (c["id"], note)  # every method of every ordering has the paper's own number
+    # the Section 3 statements the old hand-picked list left out are in
+    by_id = {c["id"]: c for c in report.CLAIMS}
+    assert by_id["s3-t2-u-ce"]["ordering"] == "ce < mixup, manifold_mixup, am_mixup"
+    assert by_id["s3-t2-u1-ce"]["metric"] == "uniformity_k1" and by_id["s3-t2-acc-ce"]["metric"] == "acc_all"
+    assert by_id["s3-t2-u-mm"]["ordering"] == "manifold_mixup > am_mixup"
+    assert by_id["s3-t1-acc-order"]["ordering"] == "am_mixup > mixup > manifold_mixup"
+    # where the paper's own table does not bear its text out, the note says so
+    notes = {c["id"]: report.paper_check(paper, c)[1] for c in report.CLAIMS}
+    assert {k for k, v in notes.items() if "contradicts" in v} == {
+        "s42-t3-best-cifar10_lt-10", "s42-t3-best-cifar100_lt-100", "s44-t7-ll-median-12"}
+    assert notes["s42-t3-best-cifar10_lt-10"] == (
+        "the paper's own Table 3 contradicts this: am_mixup 88.19 is not above mixup 89.08, manifold_mixup 88.71")
+    assert notes["s43-t6-mnist-am"] == ("a cited row of the paper's Table 6 is above am_mixup 98.2: ce 98.7 ([5] "
+                                        "Perfectly balanced)")
+    assert "mixup 73.1 (best over epochs ([10] MiSLAS))" in report.paper_check(paper, by_id["s42-t3-mixup-ce-cifar10_lt-100"])[0]
+
+
+@pytest.mark.skipif(not PAPER_TEXT.is_file(), reason="no ../shared/paper/am-mixup-paper.md here")
+def test_every_claims_quote_is_the_papers_text():
+    text = _normal(PAPER_TEXT.read_text())
+    for c in report.CLAIMS:
+        for piece in c["quote"].split("[...]"):
+            piece = _normal(piece).strip(" .:")
+            assert piece.removeprefix("Table 7: ").removeprefix("Table 8: ") in text, (c["id"], piece)
+
+
+def test_claims_of_a_table_read_its_cells_network_and_beta(tmp_path):
+    """A Table 4 claim takes the runs of its network and of the paper's beta for AM-mixup (0.2 on ResNet152)."""
+    recs = [make_record("table4", "imagenet_lt", m, s, model="resnet152", beta=b, few=f + s)
+            for m, b, f in (("am_mixup", 0.2, 30.0), ("mixup", 0.34, 10.0), ("manifold_mixup", 0.34, 11.0))
+            for s in range(3)]
+    recs += [make_record("table4", "imagenet_lt", "am_mixup", s, model="resnet152", beta=0.34, few=0.0) for s in range(3)]
+    runs = report.runs_frame([r for _, r in report.read_run_records(write(tmp_path, recs))])
+    claim = [c for c in report.CLAIMS if c["id"] == "s42-t4-few-am-resnet152"]
+    row = report.claims(runs, ["imagenet_lt"], claim).iloc[0]
+    assert row["verdict"] == "untested" and row["why"] == "paired differences without spread"
+    assert row["ours"].startswith("am_mixup 31.00 (n 3)")  # not the beta 0.34 runs
 
 
 # --------------------------------------------------------------------------- data copy and the whole report
@@ -355,6 +454,104 @@ def test_data_copy_section_from_records_under_data_copy(tmp_path):
     assert "| data_copy |" not in md  # not among the runs compared with (or left out of) the paper
 
 
+def test_summary_counts_cells_and_claims(tmp_path):
+    recs = [make_record("table3", "cifar10_lt", "ce", s, imb=100, acc=64.0 + s, few=40.0 + s) for s in range(3)]
+    recs += [make_record("table3", "cifar10_lt", "am_mixup", s, imb=100, acc=67.0 + s, few=50.0 + 2 * s)
+             for s in range(2)]
+    recs += [make_record("table2", "mini_cifar_lt", m, s, model="cnn_vis2d", acc=a + s * (1 + (m == "ce")))
+             for m, a in (("ce", 60.0), ("mixup", 50.0), ("manifold_mixup", 55.0), ("am_mixup", 63.0)) for s in range(3)]
+    write(tmp_path, recs)
+    files = report.build(tmp_path, report.load_paper(), ["cifar10"], notes=[], figure=False)
+    rows = report.cells(report.load_paper(), report.runs_frame([r for _, r in report.read_run_records(tmp_path)]),
+                        ["cifar10"])
+    table = report.cell_summary(rows).set_index("table")
+    # Table 3: CE (3 seeds) against the paper's CE† (20 seeds): 4 metrics Welch-tested; the cited MiSLAS row has no
+    # std; AM-mixup has 2 seeds: its 4 cells are compared, not tested ("n too small")
+    t3 = table.loc["3"]
+    assert (t3["cells"], t3["compared"], t3["missing"]) == (114, 9, 105)
+    assert t3["within noise"] + t3["differs"] == 4 and t3["no test"] == 5
+    assert (rows[(rows["table"] == 3) & (rows["method"] == "am_mixup")]["status"].dropna()
+            .isin(["no test: n too small (ours 2 seeds)"]).sum() == 4)
+    assert table.loc["2", "compared"] == 24 and table.loc["2", "no test"] == 24  # the paper gives no std
+    assert table.loc["all", "cells"] == 282 and table.loc["all", "compared"] == 33
+    assert table.loc["all", "missing"] == 282 - 33
+    summary = files["REPORT_summary.csv"].splitlines()
+    assert summary[0] == "part,table,what,count" and "cells,3,compared,9" in summary and "cells,all,cells,282" in summary
+    claims = report.claims(report.runs_frame([r for _, r in report.read_run_records(tmp_path)]), ["cifar10"])
+    counts = report.claim_summary(claims)
+    assert sum(counts.values()) == 80 and f"claims,all,refuted,{counts['refuted']}" in summary
+    # our CE sits above mixup on Table 2 accuracy (60/62/64 vs 50/51/52, all seeds): "CE [...] weakest" is refuted
+    assert claims.set_index("id").loc["s3-t2-acc-ce", "verdict"] == "refuted"
+    md = files["REPORT.md"]
+    assert md.index("## At a glance") < md.index("## How to read it") < md.index("## Table 1")
+    assert f"![Ours against the paper, every compared cell]({report.FIGURE})" in md
+    assert "- `s3-t2-acc-ce` (§3, acc_all: ce < mixup, manifold_mixup, am_mixup): Table 2: ce 42.52" in md
+    block = files[report.README_KEY]
+    assert block.startswith(report.README_START) and block.rstrip().endswith(report.README_END)
+    assert "| all | 282 | 33 |" in block and f"{counts['refuted']} refuted" in block
+
+
+def test_readme_block_is_written_between_the_markers_only(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nFirst paragraph.\n\n{report.README_START}\nold\n{report.README_END}\n\n## Rest\nkept\n")
+    block = f"{report.README_START}\nnew block\n{report.README_END}\n"
+    assert report.write_readme_block(readme, block)
+    assert readme.read_text() == f"# x\n\nFirst paragraph.\n\n{block}\n## Rest\nkept\n"
+    assert report.readme_block_of(readme.read_text()) == block
+    assert report.write_readme_block(readme, block) and report.readme_block_of(readme.read_text()) == block  # idempotent
+    bare = tmp_path / "BARE.md"
+    bare.write_text("# x\n")
+    assert not report.write_readme_block(bare, block) and bare.read_text() == "# x\n"
+    assert report.readme_block_of("# x\n") is None
+
+
+def test_main_writes_the_report_files_and_the_readme_block(tmp_path, monkeypatch):
+    results = synthetic_results(tmp_path / "results")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n\n{report.README_START}\n{report.README_END}\nrest\n")
+    monkeypatch.setattr(report, "located_bases", lambda: ["cifar10", "mnist"])
+    report.main(["--results-dir", str(results), "--readme", str(readme)])
+    for name in report.OUTPUTS:
+        assert (results / name).is_file(), name
+    assert (results / report.FIGURE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = readme.read_text()
+    assert text.startswith("intro\n\n" + report.README_START) and text.endswith(report.README_END + "\nrest\n")
+    assert "**Results at a glance**" in text
+
+
+def test_figure_is_deterministic_and_carries_the_hash_of_its_points(tmp_path):
+    results = synthetic_results(tmp_path)
+    rows = report._round(report.cells(report.load_paper(), report.runs_frame(
+        [r for _, r in report.read_run_records(results)]), ["cifar10", "mnist"]))
+    a, b = report.vs_paper_figure(rows), report.vs_paper_figure(rows)
+    assert a == b and a[:8] == b"\x89PNG\r\n\x1a\n"
+    text = report.png_text(a)
+    assert len(text[report.FIGURE_DATA_KEY]) == 64 and "Software" not in text
+    moved = rows.copy()
+    moved.loc[moved["ours_mean"].notna().idxmax(), "ours_mean"] += 1
+    assert report.png_text(report.vs_paper_figure(moved))[report.FIGURE_DATA_KEY] != text[report.FIGURE_DATA_KEY]
+    points = report.vs_paper_points(rows)
+    assert len(points) == (~rows["status"].str.startswith("missing")).sum() and set(points["table"]) >= {1, 3, 8}
+
+
+def test_causes_paragraph_names_the_measurements_not_in_yet(tmp_path):
+    write(tmp_path, [make_record("table3", "cifar10_lt", "ce", 0, imb=100)])
+    text = report.causes_paragraph(report.read_run_records(tmp_path), pd.DataFrame())
+    assert text.startswith("What the measured causes explain: Not in yet")
+    assert "table2_choices" in text and "data-copy dose-response at the paper profile" in text and "LDAM-DRW" in text
+    # a quick-profile data copy is not the paper-profile dose-response; a Table 2 choices record is found by its path
+    write(tmp_path, [make_record("data_copy", "cifar10_lt", "ce", 0, imb=100, profile="quick",
+                                 extra={"data_copy": "original"})], folder="data_copy/quick/data_copy")
+    write(tmp_path, [make_record("table2_choices", "mini_cifar_lt", "ce", 0, model="cnn_vis2d")],
+          folder="01_motivation/paper/table2_choices")
+    found = report.fidelity_records(report.read_run_records(tmp_path))
+    assert [len(found[k]) for k in ("table2_choices", "data_copy", "ldam_drw")] == [1, 0, 0]
+    text = report.causes_paragraph(report.read_run_records(tmp_path), pd.DataFrame())
+    assert "The Table 2 choices study has 1 run(s) (table2_choices)" in text
+    assert "the Table 2 choices study (" not in text and "data-copy dose-response at the paper profile" in text
+    assert "The data-copy runs here (1, profile quick) are shorter than the paper's recipe" in text
+
+
 def test_report_is_deterministic_and_states_its_measured_inputs(tmp_path):
     results = synthetic_results(tmp_path)
     a = report.build(results, report.load_paper(), ["cifar10", "mnist"], notes=["x.tar.gz: quality about 75"])
@@ -372,13 +569,30 @@ def test_shared_and_committed_paper_csv_give_the_same_report():
 
 
 def test_committed_report_is_what_the_committed_records_give():
-    """CI check: results/REPORT.md and its CSVs never drift from the records."""
+    """CI check: results/REPORT.md, its CSVs (REPORT_summary.csv included), the README's results-at-a-glance block
+    and the figure never drift from the records. The PNG: it carries the hash of the points it plots, checked
+    always; its bytes are checked where this matplotlib is the version that drew it (Agg, no date: deterministic)."""
+    import matplotlib
+
     md = (ROOT / "results" / "REPORT.md").read_text()
     located, notes = report.stated_inputs(md)
     fresh = report.build(ROOT / "results", report.load_paper(), located, notes)
+    assert set(fresh) == set(report.OUTPUTS) | {report.README_KEY}
+    stale = "is out of date with the records: run `python -m amixup.report`"
     for name, text in fresh.items():
-        committed = (ROOT / "results" / name).read_text()
-        assert committed == text, f"results/{name} is out of date with the records: run `python -m amixup.report`"
+        if name == report.README_KEY:
+            committed = report.readme_block_of((ROOT / "README.md").read_text())
+            assert committed is not None, f"README.md has no {report.README_START} ... {report.README_END} markers"
+            assert committed == text, f"README.md's results-at-a-glance block {stale}"
+        elif name == report.FIGURE:
+            committed = (ROOT / "results" / name).read_bytes()
+            drawn = report.png_text(committed)
+            assert drawn[report.FIGURE_DATA_KEY] == report.png_text(text)[report.FIGURE_DATA_KEY], f"results/{name} {stale}"
+            if drawn.get("matplotlib") == matplotlib.__version__:
+                assert committed == text, f"results/{name} {stale}"
+        else:
+            committed = (ROOT / "results" / name).read_text()
+            assert committed == text, f"results/{name} {stale}"
 
 
 @pytest.mark.skipif("shared/datasets" not in os.environ.get("AMIXUP_DATA_PATH", ""),
