@@ -96,3 +96,41 @@ def test_a_smoke_run_under_other_kernels_agrees_within_the_stated_tolerances(dat
         assert (a["lambda"] is None) == (b["lambda"] is None)
         if a["lambda"] is not None:
             assert b["lambda"] == pytest.approx(a["lambda"], abs=0.02 * config.beta)
+
+
+REFERENCE = json.loads((ROOT / "tests" / "reference" / "smoke_histories.json").read_text())
+
+
+@pytest.fixture
+def generated_data(tmp_path, monkeypatch):
+    """The generated CIFAR-10 of tests/conftest.py (the same bytes on every machine), whatever data is here."""
+    from conftest import write_generated_cifar10
+
+    write_generated_cifar10(tmp_path / "data" / "cifar-10-batches-py")
+    monkeypatch.setenv("AMIXUP_DATA_PATH", str(tmp_path / "data"))
+    monkeypatch.setenv("AMIXUP_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path
+
+
+@pytest.mark.kernels
+@pytest.mark.parametrize("method", sorted(REFERENCE["runs"]))
+def test_smoke_runs_keep_their_reference_numbers_within_tolerance(method, generated_data):
+    """The numbers of fixed-seed smoke runs, recorded once (tests/reference/smoke_histories.json), hold on any
+    CPU: losses to 1e-3 relative (other kernels moved them by at most 3e-5), accuracies within 2 % of the images
+    and test accuracy within 2 points (a near-tied prediction may flip elsewhere), lambda with them. A change of
+    an equation or of the draws moves them further: this is the numeric regression check the notebooks' smoke
+    cells leave to it."""
+    reference = REFERENCE["runs"][method]
+    config = make_config("motivation", "smoke", method=method, experiment="golden", device="cpu", epochs=3)
+    assert config.run_id() == reference["run_id"]
+    record = train(config, generated_data / "runs", progress=False)
+    assert len(record["history"]) == len(reference["history"])
+    for got, want in zip(_history(record), reference["history"]):
+        assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-3)
+        for key in ("train_acc_clean", "train_acc_mixed"):
+            assert got[key] == pytest.approx(want[key], abs=0.02) if want[key] is not None else got[key] is None
+        assert got["test_all"] == pytest.approx(want["test_all"], abs=2.0)
+        if want["lambda"] is None:
+            assert got["lambda"] is None
+        else:
+            assert got["lambda"] == pytest.approx(want["lambda"], abs=0.02 * config.beta)
