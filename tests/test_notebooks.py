@@ -149,3 +149,39 @@ def test_notebook_04_paper_profile_tabulates_existing_beta_sweep_records_and_tra
     table = pd.read_csv(out / "beta_sweep.csv")
     assert table["beta"].tolist() == [0.34] and table["acc_all_mean"].item() == rec["metrics"]["last"]["acc_all"]
     assert (out / "fig_beta_accuracy.png").stat().st_size > 5_000 and (out / "fig_beta_lambda.png").stat().st_size > 5_000
+
+
+COMMITTED = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")) + sorted(
+    (NOTEBOOKS.parent / "results").glob("*/*/[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.relative_to(NOTEBOOKS.parent)))
+def test_committed_notebooks_carry_no_stderr_output(path):
+    """What a reader opens in JupyterLab: no progress-bar fragments or warnings (re-execute with
+    AMIXUP_PROGRESS=off, docs/tests.md)."""
+    nb = json.loads(path.read_text())
+    stderr = [(i, "".join(o.get("text", ""))[:80]) for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"
+              for o in c.get("outputs", []) if o.get("output_type") == "stream" and o.get("name") == "stderr"]
+    assert not stderr, f"{len(stderr)} stderr outputs, first in cell {stderr[0][0]}: {stderr[0][1]!r}"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")))
+def test_committed_notebooks_say_their_profile_first(name):
+    nb = json.loads((NOTEBOOKS / name).read_text())
+    assert "outputs stored in `notebooks/` come from the **smoke** profile" in "".join(nb["cells"][0]["source"])
+    shown = [o["data"]["text/markdown"] for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
+             if "text/markdown" in o.get("data", {})]
+    assert shown and "These outputs come from the smoke profile" in "".join(shown[0])
+
+
+def test_a_committed_notebook_renders_as_html_with_tables(tmp_path):
+    """The headless render a reader gets (nbconvert's HTML, as JupyterLab shows it): tables as HTML tables, no
+    stderr block."""
+    import nbconvert
+    import nbformat
+
+    nb = nbformat.read(NOTEBOOKS / "02_imbalanced_lt.ipynb", 4)
+    html, _ = nbconvert.HTMLExporter().from_notebook_node(nb)
+    (tmp_path / "02.html").write_text(html)
+    assert html.count("<table") >= 2 and "dataframe" in html
+    assert 'data-mime-type="application/vnd.jupyter.stderr"' not in html
