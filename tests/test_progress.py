@@ -1,8 +1,8 @@
 """AMIXUP_PROGRESS=terminal: a notebook's progress bar goes to the terminal that runs papermill, not into the notebook."""
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 
