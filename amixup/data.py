@@ -834,18 +834,27 @@ def dataset_spec(name: str) -> DatasetSpec:
         loader = imagefolder_loader(rest) if kind == "imagefolder" else torchvision_loader(*_split_tv(rest))
         _register(name, loader, description=f"{kind} dataset {rest}")
     if isinstance(name, str) and name not in DATASETS:
-        _import_plugins()
+        _import_plugins(name)
     if name not in DATASETS:
         raise ValueError(f"name must be one of {sorted(DATASETS)}, 'imagefolder:<path>', "
-                         f"'torchvision:<Class>[:<root>]' or a name added by register_dataset, got {name!r}")
+                         f"'torchvision:<Class>[:<root>]' or a name added by register_dataset, got {name!r} "
+                         "(a dataset registered in a script is unknown to another process such as the command "
+                         "line: put the register_dataset call in a module and name it in AMIXUP_PLUGINS=module)")
     return DATASETS[name]
 
 
-def _import_plugins() -> None:
+def _import_plugins(name=None) -> None:
+    """Import the modules named in AMIXUP_PLUGINS (comma-separated); one that fails is a ValueError
+    naming it and the variable, not the import's traceback."""
     import importlib
 
-    for module in filter(None, os.environ.get("AMIXUP_PLUGINS", "").split(",")):
-        importlib.import_module(module.strip())
+    for module in filter(None, (m.strip() for m in os.environ.get("AMIXUP_PLUGINS", "").split(","))):
+        try:
+            importlib.import_module(module)
+        except Exception as err:  # noqa: BLE001 - ImportError, or whatever the plugin's own code raises
+            raise ValueError(f"{name!r} not found: AMIXUP_PLUGINS names module {module!r}, which failed to import "
+                             f"({type(err).__name__}: {err}); check the name and that its folder is on "
+                             "PYTHONPATH") from err
 
 
 def _split_tv(rest: str) -> tuple[str, str | None]:

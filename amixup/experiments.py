@@ -245,8 +245,6 @@ def run_configs(configs, results_dir, *, progress: bool = True, train_missing: b
     the unfinished single configs that differ only in seed or beta up to ``pack`` at a time as one
     packed network (:func:`amixup.engine.train_packed`).
     """
-    from tqdm import tqdm
-
     results_dir = Path(results_dir)
     if not train_missing:
         paths = [record_path(_final(item), results_dir) for item in configs]
@@ -259,16 +257,7 @@ def run_configs(configs, results_dir, *, progress: bool = True, train_missing: b
                 train_packed(group, results_dir, progress=progress)
             except DataNotFoundError:  # reported by missing_report, as below
                 continue
-    records = []
-    for item in tqdm(list(configs), desc="runs", disable=not progress_bars.enabled(progress),
-                     file=progress_bars.stream(), unit="run"):
-        try:
-            for config in (item if isinstance(item, tuple) else (item,)):
-                record = train(config, results_dir, progress=progress)
-        except DataNotFoundError:  # reported per run by missing_report; the other runs go on
-            continue
-        records.append(record)
-    return records
+    return _train_all(configs, results_dir, progress)
 
 
 def missing_runs(configs, results_dir) -> list[str]:
@@ -383,3 +372,47 @@ def table2_pattern_verdict(summary, closest, margin: float = 5.0) -> str:
     if above:
         return f"This combination reproduces the paper's pattern in part: CE {ce:.2f} against {scores}."
     return f"This combination does not reproduce the paper's pattern: CE {ce:.2f} against {scores}."
+
+
+def _train_all(configs, results_dir: Path, progress: bool) -> list[dict]:
+    """Train (or read back) every config or (pre-train, fine-tune) pair; one overall progress bar: runs done /
+    total, epochs and time left, the stage (experiment) and the run in progress (amixup.progress.Overall)."""
+    from .engine import epochs_done
+
+    def remaining(config):
+        try:
+            done = epochs_done(config, results_dir)
+        except Exception:  # noqa: BLE001 - an unreadable checkpoint: train says so when the run starts
+            done = 0
+        return None if record_path(config, results_dir).exists() else config.epochs - done
+
+    runs = [c for item in configs for c in (item if isinstance(item, tuple) else (item,))]
+    bar = progress_bars.overall(runs, remaining) if progress_bars.enabled(progress) else None
+    records = []
+    for item in configs:
+        pending = list(item if isinstance(item, tuple) else (item,))
+        try:
+            while pending:
+                if bar:
+                    bar.start(pending[0])
+                record = train(pending[0], results_dir, progress=progress and bar is None,
+                               on_epoch_end=bar.epoch if bar else None)
+                if bar:
+                    bar.finish(pending[0])
+                pending.pop(0)
+        except DataNotFoundError:  # reported per run by missing_report; the other runs go on
+            for config in pending if bar else ():
+                bar.finish(config, skipped=True)
+            continue
+        finally:
+            if bar and not bar.left:
+                progress_bars.release()
+        records.append(record)
+    return records
+
+
+def make_config(*args, **kwargs) -> RunConfig:  # noqa: F811 - replaces the import for the builders
+    """recipes.make_config for the builders above: each run they make is planned for the overall progress bar."""
+    from .recipes import make_config as build
+
+    return progress_bars.plan(build(*args, **kwargs))
