@@ -9,7 +9,7 @@ compares its decimal numbers as ``|new - reference| <= A + R * |reference|`` and
 exactly, whitespace aside: words, punctuation, the count and order of the numbers, and whole numbers (counts of
 runs, seeds, epochs, rows). Such cells print what smoke training
 runs measured: float results depend on which CPU kernels PyTorch picks (AVX-512, AMX, AVX2, ...), so a
-2-epoch run's accuracy moves by a few test images between CPUs (see docs/tests.md). Every other cell is
+2-epoch run's accuracy moves by a few test images between CPUs (see docs/testing.md). Every other cell is
 compared exactly.
 """
 

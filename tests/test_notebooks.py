@@ -158,7 +158,7 @@ COMMITTED = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")) + sorted(
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.relative_to(NOTEBOOKS.parent)))
 def test_committed_notebooks_carry_no_stderr_output(path):
     """What a reader opens in JupyterLab: no progress-bar fragments or warnings (re-execute with
-    AMIXUP_PROGRESS=off, docs/tests.md)."""
+    AMIXUP_PROGRESS=off, docs/testing.md)."""
     nb = json.loads(path.read_text())
     stderr = [(i, "".join(o.get("text", ""))[:80]) for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"
               for o in c.get("outputs", []) if o.get("output_type") == "stream" and o.get("name") == "stderr"]

@@ -3,7 +3,7 @@
 ``ATEN_CPU_CAPABILITY=default`` and ``ONEDNN_MAX_CPU_ISA=AVX2`` make PyTorch pick the kernels of another CPU on
 this one. A smoke run under them agrees with the native run only to float rounding, and the rounding grows over
 the epochs: this measures the tolerances the notebooks' nbval cells and the equivalence tests state
-(docs/tests.md), and the nbval comparator that applies them.
+(docs/testing.md), and the nbval comparator that applies them.
 """
 
 from __future__ import annotations
