@@ -96,6 +96,7 @@ def test_existing_record_is_returned_not_retrained(data_env, tmp_path, monkeypat
         write_record(first, engine.record_path(config, tmp_path))
 
 
+@pytest.mark.kernels  # exact: the same operations in the same order on the same kernels
 def test_interrupted_run_resumes_to_the_same_record(data_env, tmp_path):
     config = smoke("am_mixup", epochs=3)
     reference = train(config, tmp_path / "ref", progress=False)
@@ -111,6 +112,7 @@ def test_interrupted_run_resumes_to_the_same_record(data_env, tmp_path):
     assert missing_report([config], tmp_path / "run").empty
 
 
+@pytest.mark.kernels  # exact: the same operations in the same order on the same kernels
 def test_interrupted_vit_run_resumes_to_the_same_record(data_env, tmp_path):
     # the ViT's dropout draws from torch's global RNG: the checkpoint keeps its state
     config = make_config("coarse_to_fine", "smoke", dataset="cifar10_coarse", method="ce", experiment="test",
@@ -166,6 +168,7 @@ def test_missing_report_names_runs_whose_data_is_not_here(tmp_path, monkeypatch)
     assert missing_report([config], tmp_path, check_data=False)["status"].tolist() == ["not started"]
 
 
+@pytest.mark.kernels  # exact: the same operations in the same order on the same kernels
 def test_killed_process_resumes_from_its_checkpoint(data_env, tmp_path):
     config = smoke("mixup", epochs=4)
     reference = train(config, tmp_path / "ref", progress=False)

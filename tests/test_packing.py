@@ -226,6 +226,7 @@ CASES = {
 }
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("case", list(CASES))
 def test_two_packed_runs_get_the_records_they_get_alone(case, data_env, tmp_path):
     configs = [smoke(seed=seed, **CASES[case]) for seed in (0, 1)]

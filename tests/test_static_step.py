@@ -27,17 +27,52 @@ def smoke(method="ce", **kw):
     return make_config("motivation", "smoke", method=method, **{**SMOKE, **kw})
 
 
-def assert_same_record(eager, static, rel=1e-4, feature_atol=1e-3, metric_rel=1e-3, feature_rtol=1e-5):
+def _accuracy_slack(record, flips: int) -> dict:
+    """How far each accuracy of a record may move when ``flips`` predictions flip: a fraction of the training
+    images, percent points of the test images overall and of each class group."""
+    counts, groups = record["data"]["test_counts"], record["data"]["groups"]
+    slack = {"train": flips / sum(record["data"]["train_counts"]), "all": 100 * flips / sum(counts)}
+    for name, classes in groups.items():
+        slack[name] = 100 * flips / max(1, sum(counts[c] for c in classes))
+    return slack
+
+
+def assert_same_record(eager, static, rel=1e-4, feature_atol=1e-3, metric_rel=1e-3, feature_rtol=1e-5, flips=2):
+    """The same run through two step paths that round apart (two products where the eager path fuses a
+    multiply-add; grouped against dense convolutions): not equal by construction, so losses agree to ``rel`` and
+    every accuracy (and lambda, which follows the training accuracy, Eq. 6) up to ``flips`` predictions whose logit
+    margin lies below the rounding. On an AMX Xeon none flips in these runs; other CPU kernels (CI's second pass,
+    ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=AVX2) flipped one sample in 500 (docs/testing.md)."""
     a, b = comparable(eager), comparable(static)
     assert a["run_id"] == b["run_id"]
+    slack = _accuracy_slack(a, flips)
+    beta = a["config"]["beta"]
     for ha, hb in zip(a.pop("history"), b.pop("history")):
         la, lb = ha.pop("train_loss"), hb.pop("train_loss")
         assert math.isclose(la, lb, rel_tol=rel), (la, lb)
-        assert ha == hb  # accuracies (counts), lambda, lr and test metrics exactly
+        assert ha.keys() == hb.keys() and ha["lr"] == hb["lr"] and ha["epoch"] == hb["epoch"]
+        for key in ("train_acc_clean", "train_acc_mixed"):
+            assert (ha[key] is None) == (hb[key] is None) and abs((ha[key] or 0) - (hb[key] or 0)) <= slack["train"]
+        assert (ha["lambda"] is None) == (hb["lambda"] is None)
+        assert abs((ha["lambda"] or 0) - (hb["lambda"] or 0)) <= beta * slack["train"] + 1e-12
+        for key in (k for k in ha if k.startswith("test_")):
+            assert abs(ha[key] - hb[key]) <= slack[key.removeprefix("test_")] + 1e-9, key
     a["config"].pop("step_mode"), b["config"].pop("step_mode")
+    a.pop("lambda_trajectory"), b.pop("lambda_trajectory")  # the history's lambdas, compared above
     for key in ("alignment", "uniformity", "uniformity_k1"):
         va, vb = a["metrics"].pop(key, None), b["metrics"].pop(key, None)
         assert va == pytest.approx(vb, rel=metric_rel, abs=1e-5)
+    for which in ("last", "best"):
+        ma, mb = a["metrics"].pop(which), b["metrics"].pop(which)
+        assert ma.keys() == mb.keys()
+        for key in ma:
+            tol = 0 if key == "epoch" else slack[key.removeprefix("acc_")] + 1e-9
+            if which == "best" and ma["epoch"] != mb["epoch"]:
+                tol = max(tol, slack["all"])  # near-equal epochs may swap as the best one
+            assert abs(ma[key] - mb[key]) <= tol, (which, key)
+    pa, pb = a["metrics"].pop("per_class_acc"), b["metrics"].pop("per_class_acc")
+    counts = a["data"]["test_counts"]
+    assert len(pa) == len(pb) and all(abs(x - y) <= 100 * flips / max(1, n) + 1e-9 for x, y, n in zip(pa, pb, counts))
     features = (a.pop("features", None), b.pop("features", None))
     assert a == b
     if features[0] is not None:
@@ -69,6 +104,7 @@ CASES = {
 }
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("case", list(CASES))
 def test_static_step_gives_the_eager_record(case, data_env, tmp_path):
     eager = train(smoke(step_mode="eager", **CASES[case]), tmp_path / "eager", progress=False)
