@@ -180,7 +180,7 @@ def choice_frame(records) -> pd.DataFrame:
     defaults = {"batchnorm": True, "feature_activation": "none", "pooling": "avg"}
     for name in ("augmentation", *defaults):
         frame[name] = [
-            (by_id[i]["crop_padding"] > 0 or by_id[i]["flip"]) if name == "augmentation"
+            (by_id[i].get("crop_padding", 4) > 0 or by_id[i].get("flip", True)) if name == "augmentation"
             else by_id[i].get("model_options", {}).get(name, defaults[name])
             for i in frame["run_id"]]
     return frame
