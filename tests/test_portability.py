@@ -104,9 +104,10 @@ REFERENCE = json.loads((ROOT / "tests" / "reference" / "smoke_histories.json").r
 @pytest.fixture
 def generated_data(tmp_path, monkeypatch):
     """The generated CIFAR-10 of tests/conftest.py (the same bytes on every machine), whatever data is here."""
-    from conftest import write_generated_cifar10
-
-    write_generated_cifar10(tmp_path / "data" / "cifar-10-batches-py")
+    spec = importlib.util.spec_from_file_location("tests_conftest", ROOT / "tests" / "conftest.py")
+    shared = importlib.util.module_from_spec(spec)  # by path: "conftest" may name notebooks/conftest.py here
+    spec.loader.exec_module(shared)
+    shared.write_generated_cifar10(tmp_path / "data" / "cifar-10-batches-py")
     monkeypatch.setenv("AMIXUP_DATA_PATH", str(tmp_path / "data"))
     monkeypatch.setenv("AMIXUP_CACHE_DIR", str(tmp_path / "cache"))
     return tmp_path
