@@ -169,6 +169,11 @@ def beta_summary(records) -> pd.DataFrame:
     return out[columns]
 
 
+#: Our value of each of Table 2's silent choices (experiments.TABLE2_CHOICES lists the alternatives, ours first).
+CHOICE_DEFAULTS = {"augmentation": True, "batchnorm": True, "feature_activation": "none", "pooling": "avg"}
+CHOICES = list(CHOICE_DEFAULTS)
+
+
 def choice_frame(records) -> pd.DataFrame:
     """:func:`records_frame` of Table 2's silent-choices runs with a column per choice
     (``experiments.TABLE2_CHOICES``: augmentation, batchnorm, feature_activation, pooling), read from each
@@ -177,8 +182,8 @@ def choice_frame(records) -> pd.DataFrame:
     if frame.empty:
         return frame
     by_id = {r["run_id"]: r["config"] for r in records}
-    defaults = {"batchnorm": True, "feature_activation": "none", "pooling": "avg"}
-    for name in ("augmentation", *defaults):
+    defaults = CHOICE_DEFAULTS
+    for name in CHOICES:
         frame[name] = [
             (by_id[i].get("crop_padding", 4) > 0 or by_id[i].get("flip", True)) if name == "augmentation"
             else by_id[i].get("model_options", {}).get(name, defaults[name])
@@ -186,7 +191,6 @@ def choice_frame(records) -> pd.DataFrame:
     return frame
 
 
-CHOICES = ["augmentation", "batchnorm", "feature_activation", "pooling"]
 
 
 def choice_summary(frame: pd.DataFrame, metrics=("acc_all", "acc_few", "uniformity", "uniformity_k1")) -> pd.DataFrame:
@@ -203,7 +207,7 @@ def choice_effects(summary: pd.DataFrame, metrics=("acc_all", "acc_few", "unifor
     """Each choice's main effect on each metric: the mean over the combinations that differ from ours in that
     choice minus the mean over those that keep ours (a balanced factorial's main effect; with part of the
     factorial, the means over the combinations present), with how many combinations are on each side."""
-    defaults = defaults or {"augmentation": True, "batchnorm": True, "feature_activation": "none", "pooling": "avg"}
+    defaults = defaults or CHOICE_DEFAULTS
     rows = []
     for name in CHOICES:
         changed = summary[summary[name] != defaults[name]]
