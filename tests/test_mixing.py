@@ -107,7 +107,10 @@ def test_bf16_mixing_keeps_lambda_in_float32_and_the_fast_path_mixes_as_the_eage
     fast = mix_weighted(h, h[perm], torch.tensor(lam), torch.tensor(1 - lam))
     assert eager.dtype == fast.dtype == torch.bfloat16 and torch.equal(eager, fast)
     exact = h.double() * lam + h[perm].double() * (1 - lam)
-    assert (eager != exact.bfloat16()).float().mean() < 0.005  # float32's own rounding: a tie, a cancellation
+    # float32's own rounding (a tie, a cancellation) leaves a few elements off the correctly rounded value: measured
+    # at most 0.2 % with vectorised kernels (a fused multiply-add) and 0.7 % with ATEN_CPU_CAPABILITY=default (a
+    # multiply and an add, rounded apart); rounding 1 - lambda to bf16 would move about 20 %. The bound below is exact.
+    assert (eager != exact.bfloat16()).float().mean() < 0.02
     bound = exact.abs() * 2 ** -7 + (h.double().abs() + h[perm].double().abs()) * 2 ** -22
     assert ((eager.double() - exact).abs() <= bound).all()
     h32 = h.float()  # float32: unchanged, the plain fused expression
