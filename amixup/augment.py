@@ -8,7 +8,7 @@ pixels padded with zeros, a uniform offset in [0, 2p] per image) followed by
 its evaluation counterpart. ``color_jitter`` is ``ColorJitter(s, s, s)`` (brightness, contrast,
 saturation in a random order per image) for a whole float batch. Results are laid out channels-last. ``TensorLoader`` replaces a
 ``DataLoader`` over PIL images: the dataset is one uint8 tensor on the device, shuffled and
-augmented there, many batches at a time (:func:`default_chunk_bytes`).
+augmented there, batch by batch.
 """
 
 from __future__ import annotations
@@ -18,22 +18,6 @@ import math
 import torch
 
 from .config import AUGMENTATIONS
-
-#: At most this many bytes of augmented (float32) images are made at once: a loader augments consecutive batches
-#: together, in one set of kernels instead of one per batch, and yields them one by one, bitwise the batches it
-#: makes one at a time (``chunk_bytes=0``), from the same draws. On a GPU, where every operator is a kernel launch,
-#: a CIFAR-10-LT epoch (12,406 images of 32 x 32, 152 MB) is one chunk; a batch of 128 crops of 224 x 224 is 77 MB.
-GPU_CHUNK_BYTES = 256 * 2**20
-#: On a CPU launches are cheap and caches count: a few CIFAR batches (this project's 2-core CPU, the data rows of
-#: ``benchmarks/packing_step.py --chunk-bytes N`` for one run over an epoch's 97 batches of crop, flip and
-#: normalisation: 1.4 ms per batch one at a time, 1.4-1.6 ms in 4 MB chunks, 2.0-2.3 ms in 256 MB ones).
-CPU_CHUNK_BYTES = 4 * 2**20
-
-
-def default_chunk_bytes(device) -> int:
-    """:data:`CPU_CHUNK_BYTES` on a CPU, :data:`GPU_CHUNK_BYTES` on any other device."""
-    return CPU_CHUNK_BYTES if torch.device(device).type == "cpu" else GPU_CHUNK_BYTES
-
 
 def random_crop_flip(images: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
     """Random ``padding``-pixel zero-padded crop and horizontal flip of an NCHW batch.
@@ -192,16 +176,14 @@ class TensorLoader:
     above 0; evaluation batches of ``"resized_crop_flip"`` are center-cropped to ``crop_size``. The last, smaller batch is kept, as a plain
     DataLoader does.
     With ``world_size > 1`` every process draws the same global order (``shuffle_generator``
-    seeded alike) and takes its ``rank``-th share of each global batch. Consecutive batches are
-    augmented together, up to ``chunk_bytes`` of output (default: :func:`default_chunk_bytes` of
-    ``device``; 0: one at a time).
+    seeded alike) and takes its ``rank``-th share of each global batch.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, device,
                  mean, std, train: bool, crop_padding: int = 0, flip: bool = False,
                  augmentation: str = "crop_flip", crop_size: int = 224, color_jitter: float = 0.0,
                  generator: torch.Generator | None = None, shuffle_generator: torch.Generator | None = None,
-                 rank: int = 0, world_size: int = 1, chunk_bytes: int | None = None):
+                 rank: int = 0, world_size: int = 1):
         self.device = torch.device(device)
         self.images = images.to(self.device)
         self.labels = labels.to(self.device)
@@ -218,7 +200,6 @@ class TensorLoader:
         self.generator = generator
         self.shuffle_generator = shuffle_generator or generator
         self.rank, self.world_size = int(rank), int(world_size)
-        self.chunk_bytes = default_chunk_bytes(self.device) if chunk_bytes is None else int(chunk_bytes)
         if train and generator is None:
             raise ValueError("a training TensorLoader needs a generator for shuffling and augmentation")
 
@@ -266,51 +247,11 @@ class TensorLoader:
             x = color_jitter(x.float(), jitter)
         return normalize(x, self.mean, self.std)
 
-    def image_bytes(self) -> int:
-        """Bytes of one augmented (float32) image."""
-        c, h, w = self.images.shape[1:]
-        if self.augmentation == "resized_crop_flip":
-            h = w = self.crop_size
-        return 4 * c * h * w
-
     def __iter__(self):
-        indices = list(self.batch_indices())
-        sizes = [_size(idx) for idx in indices]
-        for chunk in batch_chunks(sizes, self.image_bytes(), self.chunk_bytes):
-            idx = join_indices([indices[i] for i in chunk])
-            counts = [sizes[i] for i in chunk]
-            x = self.augment(self.images[idx], join_draws([self.draws(n) for n in counts]))
-            yield from zip(x.split(counts), self.labels[idx].split(counts))
-
-
-def batch_chunks(sizes: list[int], image_bytes: int, budget: int) -> list[range]:
-    """Consecutive batches (positions in ``sizes``) whose ``image_bytes``-byte images fit ``budget`` together; a
-    batch larger than the budget is a chunk of its own."""
-    chunks, start, total = [], 0, 0
-    for i, n in enumerate(sizes):
-        if i > start and total + n * image_bytes > budget:
-            chunks.append(range(start, i))
-            start, total = i, 0
-        total += n * image_bytes
-    if sizes:
-        chunks.append(range(start, len(sizes)))
-    return chunks
-
-
-def join_indices(indices: list):
-    """One index for consecutive batches' indices: a slice for consecutive slices, else the tensors joined."""
-    if isinstance(indices[0], slice):
-        return slice(indices[0].start, indices[-1].stop)
-    return torch.cat(indices)
-
-
-def join_draws(draws: list):
-    """The draws of consecutive batches (of :meth:`TensorLoader.draws`) as the draws of one batch of them all."""
-    if draws[0] is None:
-        return None
-    if isinstance(draws[0], torch.Tensor):
-        return torch.cat(draws)
-    return tuple(join_draws(list(parts)) for parts in zip(*draws))
+        indices = list(self.batch_indices())  # the pass's order is drawn before its augmentation
+        for idx in indices:
+            x = self.augment(self.images[idx], self.draws(_size(idx)))
+            yield x, self.labels[idx]
 
 
 def _size(idx) -> int:

@@ -26,7 +26,12 @@ _DIGEST_OPTIONAL = {"precision": "fp32", "augmentation": "crop_flip", "crop_size
                     "cache_frozen_features": True, "step_size": 0, "eval_batch_size": 512,
                     "frozen_stages": 0, "color_jitter": 0.0, "model_options": {}}
 #: Fields that say how a run is executed, not what it trains (like the device): never in the run id.
-_EXECUTION_ONLY = ("device", "step_mode", "compile_step", "checkpoint_every")
+_EXECUTION_ONLY = ("device", "step_mode", "checkpoint_every")
+#: Execution-only fields of earlier versions: a record that holds one at this value reads as if it did not (the run
+#: is the same, its id too); any other value is an error naming what replaced it. ``compile_step`` (torch.compile
+#: of the static step) had no GPU figure and left the engine (benchmarks/README.md).
+_REMOVED = {"compile_step": (False, "compile_step was removed (torch.compile of the static step had no measured "
+                                    "gain; see benchmarks/README.md); drop it")}
 
 
 #: Float fields whose whole numbers enter the run id as ints (the other float fields': as floats), the form every
@@ -209,8 +214,6 @@ class RunConfig:
     step_mode: str = "auto"             # eager: one Python step per batch; static: fixed-shape step with every
                                         # per-step value a device tensor, replayed as a CUDA graph on a GPU;
                                         # auto: static on one CUDA device with SGD, eager elsewhere
-    compile_step: bool = False          # torch.compile the static step's forward and loss (fused kernels; the
-                                        # static step then runs on a CPU too); False: as written
     checkpoint_every: int = 1           # epochs between checkpoints (the last epoch is always saved)
     precision: str = "fp32"             # fp32, or bf16 autocast (about 1.75x faster on a CPU with AMX, and on GPUs)
     extra: dict = field(default_factory=dict)  # free-form labels (e.g. Table 7 row) kept in the record
@@ -222,11 +225,14 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
+        d = dict(d)
+        for name, (harmless, message) in _REMOVED.items():
+            if name in d and d.pop(name) != harmless:
+                raise ValueError(message)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown config field(s) {unknown}; allowed: {sorted(known)}")
-        d = dict(d)
         if "milestones" in d:
             d["milestones"] = tuple(d["milestones"])
         return cls(**d)
@@ -281,9 +287,6 @@ class RunConfig:
         one_of("precision", self.precision, PRECISIONS)
         one_of("augmentation", self.augmentation, AUGMENTATIONS)
         one_of("step_mode", self.step_mode, STEP_MODES)
-        if self.compile_step and self.step_mode == "eager":
-            raise ValueError("compile_step=True compiles the static step; it needs step_mode='auto' or 'static', "
-                             "not 'eager'")
         if self.split_convention == "index" and spec.num_classes is not None:  # registered datasets: once loaded
             metrics.groups_by_index(spec.num_classes, self.dataset)
         if not 0 <= self.few_threshold < self.many_threshold:
@@ -340,8 +343,8 @@ class RunConfig:
         if list(self.milestones) != sorted(self.milestones) or any(m < 1 for m in self.milestones):
             raise ValueError(f"milestones must be increasing positive epochs, got {list(self.milestones)}")
         check_device(self.device)
-        if self.optimizer != "sgd" and (self.step_mode == "static" or self.compile_step):
-            raise ValueError(f"step_mode='static' and compile_step=True need optimizer='sgd' (the static step "
+        if self.optimizer != "sgd" and self.step_mode == "static":
+            raise ValueError(f"step_mode='static' needs optimizer='sgd' (the static step "
                              f"implements SGD), got optimizer={self.optimizer!r}; use step_mode='auto' or 'eager'")
         if self.freeze_encoder and not self.finetune_from:
             raise ValueError("freeze_encoder=True needs finetune_from (the run whose encoder is reused)")

@@ -4,8 +4,7 @@
 mixing policy from a :class:`~amixup.config.RunConfig`, trains with per-epoch
 checkpoints, evaluates, and writes one JSON record. A run whose record exists is not
 repeated; a run whose checkpoint exists resumes from it and ends with the same record
-(on the CPU) as an uninterrupted run. ``train_packed(configs)`` trains several runs of one
-recipe (seeds, betas) as one packed network (:mod:`amixup.packing`), each with its own record.
+(on the CPU) as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -32,8 +31,6 @@ from .mixing import MixPolicy, mixup, random_permutation, resolve_spec
 from .models import TORCHVISION_ARCH, SplitModel, build_model, from_torchvision_state, torchvision_prefixes
 from .records import (CorruptFileError, atomic_write_bytes, code_provenance, environment, read_record, run_lock,
                       write_record)
-from .packing import (PackedStep, check_packable, checkpoint_states, pack_batches, pack_models, pack_optimizer_state,
-                      per_run, unpack_state)
 from .schedule import AMScheduler
 from .static_step import StaticStep, check_sgd, frozen_batchnorm_stats
 
@@ -500,7 +497,7 @@ def _train(config: RunConfig, results_dir: Path, out_path: Path, overwrite: bool
     if _uses_static_step(config, device, optimizer, distributed, frozen_features):
         static = StaticStep(model, policy, optimizer, batch_size=config.batch_size, device=device,
                             sample_shape=_sample_shape(config, train_data, input_size),
-                            precision=config.precision, need_clean=need_clean, compile=config.compile_step)
+                            precision=config.precision, need_clean=need_clean)
     if frozen_features:
         # the encoder is frozen, the batches unaugmented and unmixed: encode every image once
         # and train the head on the stored features, in the order the image loader would draw
@@ -615,132 +612,6 @@ def _train(config: RunConfig, results_dir: Path, out_path: Path, overwrite: bool
     return ddp.broadcast_object(record)
 
 
-def train_packed(configs, results_dir=DEFAULT_RESULTS_DIR, *, progress: bool = True, on_epoch_end=None) -> list[dict]:
-    """Train K runs as one packed network (:mod:`amixup.packing`) and return their records, in order.
-
-    The runs must differ only in :data:`~amixup.packing.PACK_VARYING` fields (seed, beta, alpha,
-    fixed_lambda). Each keeps its own initialisation, data order, augmentation, pairings, lambda (Eq. 6
-    from its own accuracy), checkpoint and record: the record it gets alone, up to the order of float
-    sums (tests/test_packing.py). Finished runs are read, not retrained; runs resume from their own
-    checkpoints (the format of :func:`train`'s, so a packed run can be resumed alone and the reverse),
-    runs at different epochs in turn. ``on_epoch_end(run_index, epoch, history_entry)`` after each
-    epoch's checkpoints. On a GPU the packed step is one CUDA graph (``step_mode="eager"``: no graph).
-    """
-    configs = check_packable([RunConfig.from_dict(c.to_dict()).validate() for c in configs])
-    results_dir = Path(results_dir)
-    todo = [i for i, c in enumerate(configs) if not record_path(c, results_dir).exists()]
-    if todo:
-        if ddp.is_distributed() or int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise ValueError("train_packed trains in one process; distributed runs use train() (pack=1)")
-        if configs[0].finetune_from:  # the same in every packed run
-            _encoder_source(configs[0].finetune_from, results_dir, configs[0].model)
-        with contextlib.ExitStack() as locks:  # every run's, as train(): RunBusyError if one trains elsewhere
-            for i in todo:
-                locks.enter_context(run_lock(_lock_path(results_dir, configs[i].run_id()), configs[i].run_id()))
-            todo = [i for i in todo if not record_path(configs[i], results_dir).exists()]  # finished meanwhile
-            if todo:
-                _train_pack([configs[i] for i in todo], results_dir, progress,
-                            (lambda j, epoch, entry: on_epoch_end(todo[j], epoch, entry)) if on_epoch_end else None)
-    return [read_record(record_path(c, results_dir)) for c in configs]
-
-
-def _train_pack(configs, results_dir: Path, progress: bool, on_epoch_end) -> None:
-    first = configs[0]
-    device = resolve_device(first.device)
-    spec = resolve_spec(first.method, first.rate, first.one_sided, first.last_layer)
-    train_data, test_data, full_counts = load_data(first)
-    train_data.images, train_data.labels = train_data.images.to(device), train_data.labels.to(device)  # once for all
-    input_size = _input_size(first, train_data)
-    runs = [_build_run(c, spec, train_data, input_size, device, results_dir) for c in configs]
-    checkpoints = [_checkpoint_path(results_dir, c.run_id()) for c in configs]
-    for run, path in zip(runs, checkpoints):
-        if path.exists():
-            _restore(run, path, device)
-    shared = dict(spec=spec, data=(train_data, test_data, full_counts), input_size=input_size, device=device,
-                  results_dir=results_dir, progress=progress)
-    for start in sorted({run.start_epoch for run in runs}):  # checkpoints at different epochs: a pack each, in turn
-        part = [j for j, run in enumerate(runs) if run.start_epoch == start]
-        _train_runs([runs[j] for j in part], [checkpoints[j] for j in part], **shared,
-                    on_epoch_end=(lambda k, epoch, entry: on_epoch_end(part[k], epoch, entry)) if on_epoch_end else None)
-
-
-def _train_runs(runs: list[_Run], checkpoints: list[Path], *, spec, data, input_size: int, device,
-                results_dir: Path, progress: bool, on_epoch_end) -> None:
-    """Train ``runs`` (built, restored, all at the same epoch) as one packed network and write their records."""
-    train_data, test_data, full_counts = data
-    first = runs[0].config
-    packs = len(runs)
-    model = pack_models([run.model for run in runs])
-    optimizer = torch.optim.SGD(model.parameters(), lr=first.lr, momentum=first.momentum,
-                                weight_decay=first.weight_decay)
-    if runs[0].start_epoch:
-        optimizer.load_state_dict(pack_optimizer_state([run.optimizer.state_dict() for run in runs]))
-    need_clean = spec.rate == "am" and first.train_acc_source == "clean"
-    autocast = _autocast(device, first.precision)
-    step = PackedStep(model, [run.policy for run in runs], optimizer, batch_size=first.batch_size, device=device,
-                      sample_shape=_sample_shape(first, train_data, input_size), precision=first.precision,
-                      need_clean=need_clean, graphs=device.type == "cuda" and first.step_mode != "eager",
-                      compile=first.compile_step)
-    test_loader = _test_loader(first, test_data, device)
-    groups = class_groups(first.split_convention, full_counts, first.many_threshold, first.few_threshold)
-    provenance = code_provenance()
-    batch_sizes = _batch_sizes(first, runs[0].train_loader)
-    evaluations = None
-    bar = tqdm(range(runs[0].start_epoch, first.epochs), desc=f"{packs} packed runs: {first.run_id()}",
-               initial=runs[0].start_epoch, total=first.epochs, disable=not progress_bars.enabled(progress),
-               leave=False, mininterval=2.0, file=progress_bars.stream(), unit="epoch")
-    for epoch in bar:
-        t0 = time.perf_counter()
-        lr = learning_rate(first, epoch)
-        model.train()
-        lam_epochs = [run.scheduler.value for run in runs]
-        batches = pack_batches([run.train_loader for run in runs])
-        sums = step.run_epoch(batches, batch_sizes, lam_epochs, lr, [run.host_gen for run in runs])
-        loss_sum, correct_mixed, correct_clean = (t.tolist() for t in sums[:3])
-        entries = [_epoch_entry(run, spec, epoch, lr, lam, loss_sum[k], correct_mixed[k], correct_clean[k], sums[3],
-                                sums[4][k]) for k, (run, lam) in enumerate(zip(runs, lam_epochs))]
-        if _evaluates(first, epoch):
-            evaluations = evaluate_packed(model, test_loader, packs, autocast)
-            for entry, evaluation in zip(entries, evaluations):
-                entry.update(_test_metrics(evaluation, groups))
-        elapsed = time.perf_counter() - t0
-        saving = _saves(first, epoch)
-        if saving:
-            for group in optimizer.param_groups:
-                group["lr"] = lr  # as a run trained alone saves it
-            model_states, optimizer_states = checkpoint_states(model, optimizer, packs)
-        for k, (run, entry) in enumerate(zip(runs, entries)):
-            run.seconds += elapsed
-            entry["seconds"] = run.seconds
-            run.history.append(entry)
-            if saving:  # no torch RNG state: packed models have no dropout, nothing draws from it
-                _save_checkpoint(checkpoints[k], _checkpoint_state(run, epoch + 1, model_states[k], optimizer_states[k]))
-        bar.set_postfix(_postfix(entries[0], spec))
-        if on_epoch_end is not None:
-            for k, entry in enumerate(entries):
-                on_epoch_end(k, epoch + 1, entry)
-    bar.close()
-
-    if evaluations is None:  # resumed from checkpoints of the last epoch
-        evaluations = evaluate_packed(model, test_loader, packs, autocast)
-    for run, state, evaluation in zip(runs, unpack_state(model.state_dict(), packs), evaluations):
-        run.model.load_state_dict(state)
-        record = _final_record(run.config, run.model, evaluation, train_data, test_data, groups, run.history,
-                               run.seconds, device, run.encoder_source, provenance)
-        record["data"]["full_train_counts"] = full_counts
-        record["environment"].update(step=f"packed_{step.kind}", packs=packs)
-        write_record(record, record_path(run.config, results_dir))
-
-
-def evaluate_packed(model: SplitModel, loader: TensorLoader, packs: int, autocast=contextlib.nullcontext()):
-    """:func:`evaluate` of a packed model: every run sees the same test images; a list of K
-    ``(logits, features, labels)``."""
-    repeated = ((x.repeat(1, packs, 1, 1).contiguous(memory_format=torch.channels_last), y) for x, y in loader)
-    logits, feats, labels = evaluate(model, repeated, autocast)
-    logits, feats = per_run(logits, packs), per_run(feats, packs)
-    return [(logits[:, k], feats[:, k], labels) for k in range(packs)]
-
-
 def _input_size(config: RunConfig, train_data) -> int:
     stored = min(train_data.images.shape[-2:])
     if config.augmentation == "resized_crop_flip" and config.crop_size > stored:
@@ -769,9 +640,9 @@ def _batch_sizes(config: RunConfig, loader: TensorLoader) -> list[int]:
 
 def _uses_static_step(config: RunConfig, device: torch.device, optimizer, distributed: bool,
                       frozen_features: bool) -> bool:
-    """Whether the epoch runs through :class:`~amixup.static_step.StaticStep`: ``step_mode="static"`` or
-    ``compile_step=True``, or ``"auto"`` on one CUDA device with SGD; either where it cannot apply is an error."""
-    if config.step_mode == "eager":  # with compile_step=True: refused by RunConfig.validate
+    """Whether the epoch runs through :class:`~amixup.static_step.StaticStep`: ``step_mode="static"``, or
+    ``"auto"`` on one CUDA device with SGD; ``"static"`` where it cannot apply is an error."""
+    if config.step_mode == "eager":
         return False
     problems = []
     if distributed:
@@ -782,11 +653,9 @@ def _uses_static_step(config: RunConfig, device: torch.device, optimizer, distri
         check_sgd(optimizer)
     except ValueError as err:
         problems.append(str(err).removeprefix("step_mode='static' needs "))
-    if (config.step_mode == "static" or config.compile_step) and problems:
-        what, instead = (("step_mode='static'", "step_mode='auto' or 'eager'") if config.step_mode == "static" else
-                         ("compile_step=True (the static step)", "compile_step=False"))
-        raise ValueError(f"{what} needs {'; '.join(problems)}; use {instead}")
-    return not problems and (config.step_mode == "static" or config.compile_step or device.type == "cuda")
+    if config.step_mode == "static" and problems:
+        raise ValueError(f"step_mode='static' needs {'; '.join(problems)}; use step_mode='auto' or 'eager'")
+    return not problems and (config.step_mode == "static" or device.type == "cuda")
 
 
 def _uses_frozen_features(config: RunConfig, policy: MixPolicy, distributed: bool) -> bool:

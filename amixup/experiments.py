@@ -12,8 +12,7 @@ from pathlib import Path
 from . import progress as progress_bars
 from .config import RunConfig
 from .data import DataNotFoundError
-from .engine import record_path, train, train_packed
-from .packing import pack_groups
+from .engine import record_path, train
 from .records import read_record
 from .recipes import (ABLATION_ROWS, COARSE_TO_FINE_AUGMENTATION, FINE_OF_COARSE, TABLE4_BETA, TABLE5_BETA,
                       TABLE8_BETA, TABLE8_DATASETS, TABLE8_NETWORKS, benchmark_recipe, make_config)
@@ -235,28 +234,18 @@ def data_available(configs) -> dict[str, str | None]:
     return found
 
 
-def run_configs(configs, results_dir, *, progress: bool = True, train_missing: bool = True,
-                pack: int = 1) -> list[dict]:
+def run_configs(configs, results_dir, *, progress: bool = True, train_missing: bool = True) -> list[dict]:
     """Records of every config (or (pre-train, fine-tune) pair), training those not finished yet;
     a run whose data is not here is skipped (:func:`missing_report` says so) and the others run.
 
     With ``train_missing=False`` nothing is trained: the records that exist are returned, so a
-    table fills in as runs finish elsewhere (see :func:`missing_runs`). ``pack`` > 1 first trains
-    the unfinished single configs that differ only in seed or beta up to ``pack`` at a time as one
-    packed network (:func:`amixup.engine.train_packed`).
+    table fills in as runs finish elsewhere (see :func:`missing_runs`).
     """
     results_dir = Path(results_dir)
     if not train_missing:
         paths = [record_path(_final(item), results_dir) for item in configs]
         return [read_record(p) for p in paths if p.exists()]
     configs = list(configs)
-    if pack > 1:
-        singles = [c for c in configs if not isinstance(c, tuple) and not record_path(c, results_dir).exists()]
-        for group in (g for g in pack_groups(singles, pack) if len(g) > 1):  # the rest train alone below
-            try:
-                train_packed(group, results_dir, progress=progress)
-            except DataNotFoundError:  # reported by missing_report, as below
-                continue
     return _train_all(configs, results_dir, progress)
 
 

@@ -94,20 +94,15 @@ class SplitModel(nn.Module):
         Returns ``(logits, clean_logits)``; ``clean_logits`` are the head's outputs on the
         un-mixed features (detached) when mixing happens at the last layer, else ``None``.
         """
-        return self.forward_mixing(x, {layer: mix})
-
-    def forward_mixing(self, x: torch.Tensor, mixes: dict[int, Callable[[torch.Tensor], torch.Tensor]]):
-        """:meth:`forward_mixed` with ``mixes[layer]`` applied at every layer it names (a packed model's
-        runs each mix at their own drawn layer: :mod:`amixup.packing`)."""
         clean_logits = None
         for i, stage in enumerate(self.stages):
-            if i in mixes:
-                x = mixes[i](x)
+            if i == layer:
+                x = mix(x)
             x = stage(x)
-        if self.last_layer in mixes:
+        if layer == self.last_layer:
             with torch.no_grad():
                 clean_logits = self.head(x.detach())
-            x = mixes[self.last_layer](x)
+            x = mix(x)
         return self.head(x), clean_logits
 
 
@@ -177,17 +172,12 @@ class _BasicBlock(nn.Module):
         self.pad = cout - cin
         self.stride = stride
 
-    #: runs packed side by side along the channels (amixup.packing): each run's channels are padded
-    packs = 1
-
     def shortcut(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride == 1 and self.pad == 0:
             return x
         x = x[:, :, :: self.stride, :: self.stride]
         half = self.pad // 2
-        if self.packs == 1:
-            return F.pad(x, (0, 0, 0, 0, half, self.pad - half))
-        return F.pad(x.unflatten(1, (self.packs, -1)), (0, 0, 0, 0, half, self.pad - half)).flatten(1, 2)
+        return F.pad(x, (0, 0, 0, 0, half, self.pad - half))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))

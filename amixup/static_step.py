@@ -10,9 +10,6 @@ mixing layer as a CUDA graph and replays it for every full batch; the last, smal
 epoch runs the same code eagerly, so what is trained does not change. On a CPU the same code runs
 eagerly (that is how the tests check it against the eager engine).
 
-With ``compile=True`` (``RunConfig.compile_step``) the forward and the loss go through ``torch.compile``
-first (fused kernels, in the backward too), and the CUDA graph captures the compiled kernels.
-
 The randomness of an epoch (pairings, Beta lambdas, manifold layers) is drawn on the host before
 the epoch from the same generators, in the same order, as the eager engine draws it batch by
 batch, so a seed gives the same draws on both paths. The numbers differ from the eager path only
@@ -70,8 +67,7 @@ class StaticStep:
     """
 
     def __init__(self, model: SplitModel, policy: MixPolicy, optimizer: torch.optim.SGD, *, batch_size: int,
-                 sample_shape, device: torch.device, precision: str, need_clean: bool, graphs: bool | None = None,
-                 compile: bool = False):
+                 sample_shape, device: torch.device, precision: str, need_clean: bool, graphs: bool | None = None):
         check_sgd(optimizer)
         self.model, self.policy, self.optimizer = model, policy, optimizer
         self.params = list(optimizer.param_groups[0]["params"])
@@ -91,16 +87,13 @@ class StaticStep:
         self.loss_sum = torch.zeros((), device=device)
         self.correct_mixed = torch.zeros((), dtype=torch.long, device=device)
         self.correct_clean = torch.zeros((), dtype=torch.long, device=device)
-        self.compiled = bool(compile)
-        if compile:  # fused kernels for the forward and the loss (and, through AOTAutograd, their backward)
-            self._forward_loss = torch.compile(self._forward_loss, dynamic=False)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self._graph_grads: dict[int, list] = {}  # gradient memory each graph writes, kept alive
         self.warmup_steps: dict = {}  # eager full steps per graph key (mixing layer) before its capture
 
     @property
     def kind(self) -> str:
-        return ("cuda_graph" if self.graphs_enabled else "static_eager") + ("_compiled" if self.compiled else "")
+        return "cuda_graph" if self.graphs_enabled else "static_eager"
 
     def has_clean(self, layer: int) -> bool:
         """Whether a step at ``layer`` sees clean (un-mixed) predictions, as in the eager engine."""
@@ -157,8 +150,7 @@ class StaticStep:
 
     def warming_up(self, layer) -> bool:
         """Whether the next full step at ``layer`` runs eagerly before its graph is captured: the first
-        :data:`WARMUP_STEPS` at each layer (so a compiled step compiles every layer's code outside a capture)
-        and every step before the optimizer's momentum buffers exist."""
+        :data:`WARMUP_STEPS` at each layer and every step before the optimizer's momentum buffers exist."""
         return layer not in self.graphs and (self.warmup_steps.get(layer, 0) < WARMUP_STEPS
                                              or not self._has_momentum())
 
@@ -205,7 +197,7 @@ class StaticStep:
     def _forward_loss(self, x, y, perm, lam, lam_rest, own, layer: int):
         """The loss (Eq. 8 or 9), what :meth:`_count` needs of the outputs (the logits, mixed at ``layer``),
         the clean logits where they come for free (mixing at the last layer, or none), and the labels the
-        predictions are scored against. With ``compile`` this is what ``torch.compile`` fuses."""
+        predictions are scored against."""
         model, policy = self.model, self.policy
         with self.autocast:
             if policy.mixes:

@@ -28,10 +28,6 @@ Where the binary is missing or the daemon does not come up, ``"auto"`` warns onc
 MPS changes how the processes share the GPU, not what they compute: each worker is still an
 independent ``amixup.engine.train`` with its own seed, data order, lambda schedule and record.
 
-Several runs per network: ``run_sweep(..., pack=K)`` (command line ``--pack K``) trains up to K runs that
-differ only in seed, beta, alpha or fixed_lambda as one packed network per worker
-(:func:`amixup.engine.train_packed`, :mod:`amixup.packing`); each still gets its own record.
-
 ``workers="auto"`` (command line ``--workers auto``, the default) means ``per_gpu`` workers per GPU
 (``--workers-per-gpu``, default :data:`WORKERS_PER_GPU`) with MPS when the runs go to CUDA devices,
 and one worker (training in this process) on a CPU.
@@ -70,8 +66,7 @@ import torch
 from . import data
 from . import progress as progress_bars
 from .config import RunConfig, number_argument, parse_assignments
-from .engine import epochs_done, record_path, resolve_device, train, train_packed
-from .packing import pack_groups
+from .engine import epochs_done, record_path, resolve_device, train
 from .records import REPO_ROOT, CorruptFileError, read_record
 from .recipes import RECIPES, PROFILES, make_config
 
@@ -110,7 +105,7 @@ def pending(configs, results_dir) -> list[RunConfig]:
 
 
 def _worker_command(group: list[RunConfig], results_dir: Path, threads: int) -> list[str]:
-    """The command of a worker process training ``group`` (one run, or several packed)."""
+    """The command of a worker process training ``group`` (a list of one run)."""
     return [sys.executable, "-m", "amixup.sweep", "--worker", json.dumps([c.to_dict() for c in group]),
             "--results-dir", str(results_dir), "--threads", str(threads)]
 
@@ -120,14 +115,10 @@ EPOCH_LINE = "amixup-sweep-epoch"
 
 
 def _train_group(group: list[RunConfig], results_dir, progress: bool = False, on_epoch=None) -> None:
-    """One run with :func:`~amixup.engine.train`, several as one packed network with
-    :func:`~amixup.engine.train_packed`; ``on_epoch(run_id, epoch)`` after each epoch of each run."""
-    if len(group) == 1:
-        train(group[0], results_dir, progress=progress,
-              on_epoch_end=(lambda epoch, _: on_epoch(group[0].run_id(), epoch)) if on_epoch else None)
-    else:
-        train_packed(group, results_dir, progress=progress,
-                     on_epoch_end=(lambda i, epoch, _: on_epoch(group[i].run_id(), epoch)) if on_epoch else None)
+    """Each run of ``group`` with :func:`~amixup.engine.train`; ``on_epoch(run_id, epoch)`` after each epoch."""
+    for config in group:
+        train(config, results_dir, progress=progress,
+              on_epoch_end=(lambda epoch, _, c=config: on_epoch(c.run_id(), epoch)) if on_epoch else None)
 
 
 class _EpochBar:
@@ -252,11 +243,9 @@ def _gpu_of(device: str) -> str | None:
     return device if device.startswith("cuda:") else None
 
 
-def _resolve_workers(workers, configs, devices, per_gpu: int, pack: int = 1):
+def _resolve_workers(workers, configs, devices, per_gpu: int):
     """``(workers, devices)`` with ``workers="auto"`` resolved: ``per_gpu`` per GPU the runs use (the
-    GPUs of ``devices``; without ``devices``, every visible GPU for runs on "auto"/"cuda"), else 1. A worker
-    trains a pack of up to ``pack`` runs, so with packs it is ``per_gpu // pack`` per GPU, at least one: about
-    as many runs on a GPU at once as ``per_gpu`` single runs, not ``pack`` times their memory."""
+    GPUs of ``devices``; without ``devices``, every visible GPU for runs on "auto"/"cuda"), else 1."""
     if workers != "auto":
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers must be an integer >= 1 or 'auto', got {workers!r}")
@@ -267,7 +256,7 @@ def _resolve_workers(workers, configs, devices, per_gpu: int, pack: int = 1):
         devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     used = devices if devices else [c.device for c in configs]
     gpus = {g for g in map(_gpu_of, used) if g}
-    return (max(1, per_gpu // pack) * len(gpus) if gpus else 1), devices
+    return (per_gpu * len(gpus) if gpus else 1), devices
 
 
 def _device_slots(devices: list[str], workers: int) -> list[str]:
@@ -397,7 +386,7 @@ def cuda_mps(required: bool = False, *, stacklevel: int = 3):
 # --------------------------------------------------------------------------- sweeps
 
 def run_sweep(configs, results_dir, *, workers="auto", devices=None, progress: bool = True, mps: str = "auto",
-              per_gpu: int = WORKERS_PER_GPU, pack: int = 1) -> list[dict]:
+              per_gpu: int = WORKERS_PER_GPU) -> list[dict]:
     """Train every config not finished yet and return all records, in the order of ``configs``.
 
     ``workers=1`` trains in this process; more start one process per run, at most ``workers`` at
@@ -406,11 +395,10 @@ def run_sweep(configs, results_dir, *, workers="auto", devices=None, progress: b
     least one per device), so a GPU never has more runs at once than its share, however long each run
     takes (with one worker, the runs take the devices in turn). ``workers="auto"``: ``per_gpu`` processes
     per GPU where the runs go to CUDA devices (without ``devices``, runs on "auto" or "cuda" are spread
-    over every visible GPU), 1 on a CPU (with ``pack``, ``per_gpu // pack`` packs per GPU, at least one).
+    over every visible GPU), 1 on a CPU.
     ``mps``: run the worker processes under CUDA MPS, "auto" where several runs may share a GPU at once,
-    "on" always (an error if it cannot start), "off" never (see the module's docstring). ``pack``: runs
-    that differ only in seed, beta, alpha or fixed_lambda train up to ``pack`` at a time as one packed
-    network (:func:`amixup.engine.train_packed`), one pack per worker. Progress shows the epochs trained of all
+    "on" always (an error if it cannot start), "off" never (see the module's docstring). Progress shows the epochs
+    trained of all
     the runs' epochs, runs done / total and the time left. Configs that share a run id are a ``ValueError``
     (:func:`check_distinct`).
     """
@@ -418,15 +406,14 @@ def run_sweep(configs, results_dir, *, workers="auto", devices=None, progress: b
     check_distinct(configs)
     if mps not in MPS_MODES:
         raise ValueError(f"mps must be one of {list(MPS_MODES)}, got {mps!r}")
-    pack_groups([], pack)  # a bad pack is an error before any run
-    workers, devices = _resolve_workers(workers, configs, devices, per_gpu, pack)
+    workers, devices = _resolve_workers(workers, configs, devices, per_gpu)
     if mps == "on" and workers == 1:
         raise ValueError("mps='on' puts worker processes under CUDA MPS, but with workers=1 the runs train "
                          "in this process: use workers > 1 (or mps='auto')")
     results_dir = Path(results_dir)
     todo = pending(configs, results_dir)
     bar = _EpochBar(configs, results_dir, todo, progress_bars.enabled(progress))
-    groups = pack_groups(todo, pack)
+    groups = [[c] for c in todo]
     slots = _device_slots(devices, min(workers, len(groups))) if devices else []
     free = queue.Queue()
     for device in slots:
@@ -463,8 +450,7 @@ def run_sweep(configs, results_dir, *, workers="auto", devices=None, progress: b
             with on_free_device(group) as group:
                 returncode, stderr = processes.run(_worker_command(group, results_dir, threads), env, bar.epoch)
             if returncode not in (0, None):
-                what = f"run {group[0].run_id()}" if len(group) == 1 else \
-                    f"pack of {len(group)} runs ({', '.join(c.run_id() for c in group)})"
+                what = f"run {group[0].run_id()}"
                 log = results_dir / "logs" / f"{group[0].run_id()}.log"  # the worker's whole stderr
                 log.parent.mkdir(parents=True, exist_ok=True)
                 log.write_text(stderr)
@@ -500,15 +486,13 @@ def run_sweep(configs, results_dir, *, workers="auto", devices=None, progress: b
     return [read_record(record_path(c, results_dir)) for c in configs]
 
 
-def submit_slurm(configs, results_dir, *, folder="slurm_logs", cluster: str | None = None, pack: int = 1,
-                 **slurm_parameters):
+def submit_slurm(configs, results_dir, *, folder="slurm_logs", cluster: str | None = None, **slurm_parameters):
     """Submit the pending runs as a SLURM job array with submitit; returns the submitit jobs.
 
     ``slurm_parameters`` go to ``AutoExecutor.update_parameters`` (e.g. ``slurm_partition="gpu",
     gpus_per_node=1, timeout_min=600``). ``cluster`` is submitit's: None picks SLURM where it is
     installed, ``"local"`` runs the jobs as local processes, ``"debug"`` in this process.
     Resubmitting the same grid skips finished runs and resumes interrupted ones from their checkpoints.
-    ``pack`` > 1: one job per pack of runs (:func:`run_sweep`'s ``pack``), whose result is the list of its records.
     """
     import submitit
 
@@ -520,20 +504,17 @@ def submit_slurm(configs, results_dir, *, folder="slurm_logs", cluster: str | No
     executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
     executor.update_parameters(**slurm_parameters)
     with executor.batch():
-        jobs = [executor.submit(_slurm_job, plugins, g, str(results_dir)) for g in pack_groups(todo, pack)]
+        jobs = [executor.submit(_slurm_job, plugins, g, str(results_dir)) for g in todo]
     return jobs
 
 
-def _slurm_job(plugins: list[str], group: list[RunConfig], results_dir: str):
-    """One SLURM job: import the modules that register the runs' datasets, then train the run (its record) or the
-    pack (its records)."""
+def _slurm_job(plugins: list[str], config: RunConfig, results_dir: str):
+    """One SLURM job: import the modules that register the run's dataset, then train the run (its record)."""
     import importlib
 
     for module in plugins:
         importlib.import_module(module)
-    if len(group) == 1:
-        return train(group[0], results_dir, progress=False)
-    return train_packed(group, results_dir, progress=False)
+    return train(config, results_dir, progress=False)
 
 
 _positive_int = number_argument(int, 1)
@@ -582,16 +563,12 @@ def main(argv=None) -> int:
                         help="runs at a time, each in its own process (1: in this process); auto (default): "
                              "--workers-per-gpu per GPU with CUDA MPS where the runs go to GPUs, 1 on a CPU")
     parser.add_argument("--workers-per-gpu", type=_positive_int, default=WORKERS_PER_GPU, metavar="N",
-                        help=f"worker processes per GPU for --workers auto (default: {WORKERS_PER_GPU}; with "
-                             "--pack K, N // K packs, at least one)")
+                        help=f"worker processes per GPU for --workers auto (default: {WORKERS_PER_GPU})")
     parser.add_argument("--devices", type=_device_list, default=None,
                         help="comma-separated devices, each with its share of the workers (also with one worker)")
     parser.add_argument("--mps", choices=MPS_MODES, default="auto",
                         help="CUDA MPS for the worker processes: auto (default: when several runs share a GPU), "
                              "on (always; an error if the daemon cannot start), off")
-    parser.add_argument("--pack", type=_positive_int, default=1, metavar="K",
-                        help="train up to K runs that differ only in seed/beta/alpha/fixed_lambda as one packed "
-                             "network per worker (default: 1, each run alone)")
     parser.add_argument("--slurm", action="append", default=[], metavar="PARAM=VALUE",
                         help="submit to SLURM with submitit instead of running here, e.g. --slurm "
                              "slurm_partition=gpu --slurm gpus_per_node=1 --slurm timeout_min=720")
@@ -631,24 +608,24 @@ def main(argv=None) -> int:
         local = [flag for flag, value, default in (("--workers", args.workers, "auto"), ("--mps", args.mps, "auto"),
                  ("--workers-per-gpu", args.workers_per_gpu, WORKERS_PER_GPU)) if value != default]
         if local:
-            parser.error(f"{', '.join(local)} shape the runs on this machine; with --slurm each run (or pack) is a "
+            parser.error(f"{', '.join(local)} shape the runs on this machine; with --slurm each run is a "
                          "SLURM job: ask for its resources with --slurm PARAM=VALUE")
         slurm.setdefault("cluster", "slurm")  # not submitit's silent fallback to local processes
         todo = len(pending(configs, args.results_dir))
         try:
-            jobs = submit_slurm(configs, args.results_dir, folder=args.slurm_folder, pack=args.pack, **slurm)
+            jobs = submit_slurm(configs, args.results_dir, folder=args.slurm_folder, **slurm)
         except RuntimeError as err:  # submitit: no SLURM here
             parser.error(f"--slurm: {err} (--slurm cluster=local runs the jobs as local processes)")
         print(f"submitted {todo} runs as {len(jobs)} jobs ({len(configs) - todo} already finished): "
               + ", ".join(str(job.job_id) for job in jobs))
         return 0
-    workers = _resolve_workers(args.workers, configs, args.devices, args.workers_per_gpu, args.pack)[0]
+    workers = _resolve_workers(args.workers, configs, args.devices, args.workers_per_gpu)[0]
     if args.mps == "on" and workers == 1:
         parser.error("--mps on puts worker processes under CUDA MPS, but with one worker the runs train in "
                      "this process: use --workers N (N > 1)")
     try:
         records = run_sweep(configs, args.results_dir, workers=args.workers, devices=args.devices, mps=args.mps,
-                            per_gpu=args.workers_per_gpu, pack=args.pack)
+                            per_gpu=args.workers_per_gpu)
     except ValueError as err:  # a parameter found wrong once the data is read (the message names it)
         parser.exit(2, f"{parser.prog}: error: {err}\n")
     except (RuntimeError, CorruptFileError, data.DataNotFoundError, data.DataCorruptError) as err:

@@ -10,11 +10,6 @@ projects each phase to the paper's 200-epoch run:
 * ``concurrent_K``   K static runs at once (seeds seed..seed+K-1) through ``amixup.sweep.run_sweep(...,
                      workers=K, devices=[device], mps="auto")``: K processes on the device, under CUDA MPS on a GPU
                      (``--concurrent 4,8,12``; ``--mps off`` for the same without MPS);
-* ``packed_K``       K runs (seeds seed..seed+K-1) trained as one packed network in one process
-                     (``amixup.engine.train_packed`` through ``run_sweep(..., workers=1, pack=K)``; ``--packed 8,16``);
-  ``packed_KxP``     P such processes at once, K * P runs, under CUDA MPS on a GPU (``--packed 8x2``);
-* ``..._compiled``   with ``--compile``: the static and every packed phase again with ``compile_step=True``
-                     (torch.compile of the step's forward and loss, then the same CUDA graph);
 * ``static_ckpt_end`` / ``static_eval2048``  the static run with ``checkpoint_every=epochs`` (one checkpoint, at
                      the end) / with ``eval_batch_size=2048`` (``--variants``).
 
@@ -72,7 +67,7 @@ FULL_EPOCHS = 200  # the paper's run, which every phase is projected to
 #: issue 9's targets
 TARGET_RUN_SECONDS = 30.0      # one 200-epoch run on one H100 / H200
 TARGET_RUNS_PER_HOUR = 240.0   # on one GPU (Table 3's 480 runs in <= 2 GPU-hours)
-TINY = dict(train_subset=256, test_subset=100, epochs=2, concurrent="2", packed="2")
+TINY = dict(train_subset=256, test_subset=100, epochs=2, concurrent="2")
 EXPERIMENT = "gpu-throughput"
 
 FORMULAS = {
@@ -118,23 +113,6 @@ def _k_list(text: str) -> list[int]:
     return values
 
 
-def _pack_list(text: str) -> list[tuple[int, int]]:
-    """``"8,16,8x2"`` -> ``[(8, 1), (16, 1), (8, 2)]``: K packed runs per process, P processes."""
-    if text.strip() in ("", "none", "0"):
-        return []
-    out = []
-    for item in text.split(","):
-        k, _, p = item.partition("x")
-        try:
-            pair = (int(k), int(p or 1))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected K or KxP items (e.g. 8,16,8x2), got {item!r}") from None
-        if min(pair) < 1:
-            raise argparse.ArgumentTypeError(f"K and P must be >= 1, got {item!r}")
-        out.append(pair)
-    return out
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python benchmarks/gpu_throughput.py",
@@ -151,12 +129,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrent", type=_k_list, default=None, metavar="K1,K2",
                         help="numbers of concurrent static runs, one phase each (default: 4,8,12; 2 with --tiny; "
                              "'none': no concurrent phase)")
-    parser.add_argument("--packed", type=_pack_list, default=None, metavar="K,KxP",
-                        help="packed phases: K runs trained as one packed network (amixup.packing) in one process, "
-                             "or P such processes at once (KxP, under MPS on a GPU); default none (2 with --tiny)")
-    parser.add_argument("--compile", action="store_true",
-                        help="also each static and packed phase with compile_step=True (torch.compile: fused kernels; "
-                             "the first epoch then includes the compilation)")
     parser.add_argument("--mps", choices=["auto", "on", "off"], default="auto",
                         help="CUDA MPS for the concurrent phases, as amixup.sweep's mps (default: auto, i.e. on a GPU)")
     parser.add_argument("--bf16", action="store_true", help="also a solo static phase in bf16 autocast")
@@ -164,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also the solo static phase with checkpoint_every=epochs and with eval_batch_size=2048")
     parser.add_argument("--no-eager", action="store_true", help="skip the eager phase (no ratios then)")
     parser.add_argument("--only", default=None, metavar="NAME,NAME",
-                        help="run only these of the planned phases (e.g. static,packed_16_compiled); "
+                        help="run only these of the planned phases (e.g. static,concurrent_8); "
                              "an unknown name is an error that lists the planned ones")
     parser.add_argument("--tiny", action="store_true",
                         help=f"a smoke test: {TINY['train_subset']} training and {TINY['test_subset']} test images, "
@@ -212,22 +184,10 @@ def plan_phases(args, device: str, epochs: int, eager_epochs: int, concurrent_ep
     phases = []
     if not args.no_eager:
         phases.append(dict(common, name="eager", kind="solo", epochs=eager_epochs, overrides={"step_mode": "eager"}))
-    # the uncompiled phases first: the baselines (one run, the sweep's processes under MPS), then the packed
-    # candidates; their compiled twins after them: a deadline that cuts the list short cuts the twins (each compiles
-    # for a minute or more), then the candidates, before the baselines they are compared with
-    compiled = [False, True] if args.compile else [False]
-    for fuse in compiled:
-        flags = {**static, "compile_step": True} if fuse else static
-        suffix = "_compiled" * fuse
-        phases.append(dict(common, name="static" + suffix, kind="solo", epochs=epochs, overrides=flags))
-        if not fuse:
-            for k in ks:
-                phases.append(dict(common, name=f"concurrent_{k}", kind="concurrent", k=k, epochs=concurrent_epochs,
-                                   overrides=static, mps=args.mps))
-        for pack, procs in args.packed:  # P processes of K packed runs: a concurrent phase of K * P runs
-            phases.append(dict(common, name=f"packed_{pack}" + (f"x{procs}" if procs > 1 else "") + suffix,
-                               kind="concurrent", k=pack * procs, pack=pack, workers=procs, epochs=concurrent_epochs,
-                               overrides=flags, mps=args.mps))
+    phases.append(dict(common, name="static", kind="solo", epochs=epochs, overrides=static))
+    for k in ks:
+        phases.append(dict(common, name=f"concurrent_{k}", kind="concurrent", k=k, epochs=concurrent_epochs,
+                           overrides=static, mps=args.mps))
     if args.bf16:
         phases.append(dict(common, name="static_bf16", kind="solo", epochs=epochs,
                            overrides={**static, "precision": "bf16"}))
@@ -267,15 +227,10 @@ def _run_summary(record: dict, epoch_wall: list[float] | None = None) -> dict:
     }
 
 
-def _one_packed_process(phase: dict) -> bool:
-    """Whether ``phase`` trains its runs as one packed network in one process (``packed_K``)."""
-    return phase["kind"] == "concurrent" and phase.get("pack", 1) > 1 and phase.get("workers", phase["k"]) == 1
-
-
 def run_phase(phase: dict, out: Path) -> None:
     """Train one phase into ``phase["results_dir"]`` and write its raw measurements to ``out``.
 
-    Solo phases and one-process packed phases also append one line per run and epoch to
+    Solo phases also append one line per run and epoch to
     ``phase["progress"]``, so a phase killed by its time limit still leaves its finished epochs behind.
     """
     import torch
@@ -306,21 +261,15 @@ def run_phase(phase: dict, out: Path) -> None:
         train_wall = time.perf_counter() - start
         runs = [_run_summary(record, [b - a for a, b in zip(stamps, stamps[1:])])]
         result = {"train_wall_s": train_wall, "runs": runs}
-    elif _one_packed_process(phase):  # what run_sweep(workers=1, pack=K) runs, with progress lines
-        configs = [make_run_config(phase, phase["seed"] + i) for i in range(phase["k"])]
-        records = engine.train_packed(configs, results_dir, progress=False, on_epoch_end=progress_line)
-        sync()
-        result = {"sweep_wall_s": time.perf_counter() - start, "runs": [_run_summary(r) for r in records],
-                  "mps": False, "mps_warnings": []}
     else:
         configs = [make_run_config(phase, phase["seed"] + i) for i in range(phase["k"])]
         import warnings
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", sweep.MPSWarning)
-            workers = phase.get("workers", phase["k"])
+            workers = phase["k"]
             records = sweep.run_sweep(configs, results_dir, workers=workers, devices=[phase["device"]],
-                                      mps=phase["mps"], pack=phase.get("pack", 1), progress=False)
+                                      mps=phase["mps"], progress=False)
         sweep_wall = time.perf_counter() - start
         mps_problems = [str(w.message) for w in caught if issubclass(w.category, sweep.MPSWarning)]
         wants = workers > 1 and sweep._wants_mps(phase["mps"], [phase["device"]] * workers)
@@ -426,8 +375,7 @@ def summarise(phase: dict, raw: dict | None, wall: float) -> dict:
 
 
 def _progress_runs(progress: Path) -> dict | None:
-    """The raw measurements of a solo or one-process packed phase stopped early, from its progress lines (one
-    per run and epoch); a packed phase's wall time is that of its last finished epoch."""
+    """The raw measurements of a solo phase stopped early, from its progress lines (one per run and epoch)."""
     if not progress.exists():
         return None
     lines = [json.loads(line) for line in progress.read_text().splitlines() if line.strip()]
@@ -553,13 +501,13 @@ def execute(phase: dict, timeout: float, workdir: Path) -> dict:
     raw = json.loads(raw_path.read_text()) if status == "ok" and raw_path.exists() else None
     if status == "ok" and raw is None:
         status = "failed"
-    if raw is None and (phase["kind"] == "solo" or _one_packed_process(phase)):
+    if raw is None and (phase["kind"] == "solo"):
         raw = _progress_runs(progress)  # the epochs it finished
     result = {"name": phase["name"], "kind": phase["kind"], "status": status, "epochs": phase["epochs"],
               "overrides": phase["overrides"], "timeout_s": round(timeout, 1)}
     if phase["kind"] == "concurrent":
         result["k"], result["mps_mode"] = phase["k"], phase["mps"]
-        result["pack"], result["processes"] = phase.get("pack", 1), phase.get("workers", phase["k"])
+        result["processes"] = phase["k"]
     if status != "ok":
         result["exit_code"] = proc.returncode
         result["stderr_tail"] = _tail(stderr)
@@ -647,8 +595,6 @@ def main(argv=None) -> dict | None:
     eager_epochs = args.eager_epochs or epochs
     concurrent_epochs = args.concurrent_epochs or epochs
     ks = args.concurrent if args.concurrent is not None else _k_list(TINY["concurrent"] if args.tiny else "4,8,12")
-    if args.packed is None:
-        args.packed = _pack_list(TINY["packed"] if args.tiny else "none")
     args.epochs, args.eager_epochs, args.concurrent_epochs, args.concurrent = epochs, eager_epochs, concurrent_epochs, ks
 
     import torch

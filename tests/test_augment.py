@@ -3,8 +3,7 @@ import torch.nn.functional as F
 
 import pytest
 
-from amixup.augment import (CPU_CHUNK_BYTES, GPU_CHUNK_BYTES, TensorLoader, batch_chunks, center_crop, color_jitter,
-                            color_jitter_draws, default_chunk_bytes, normalize, random_crop_flip,
+from amixup.augment import (TensorLoader, center_crop, color_jitter, color_jitter_draws, normalize, random_crop_flip,
                             random_resized_crop_flip)
 
 
@@ -133,88 +132,6 @@ def test_center_crop_and_the_loader_crops_evaluation_batches():
     assert [tuple(x.shape) for x, _ in train] == [(4, 3, 8, 8), (4, 3, 8, 8), (2, 3, 8, 8)]
     with pytest.raises(ValueError, match=r"augmentation must be one of \['crop_flip', 'resized_crop_flip'\]"):
         TensorLoader(images, labels, 4, device="cpu", mean=(0,) * 3, std=(1,) * 3, train=False, augmentation="big")
-
-
-def test_batch_chunks_groups_consecutive_batches_within_the_budget():
-    sizes = [8, 8, 8, 5]  # images of 10 bytes: batches of 80, 80, 80 and 50 bytes
-    assert batch_chunks(sizes, 10, 160) == [range(0, 2), range(2, 4)]
-    assert batch_chunks(sizes, 10, 10**6) == [range(0, 4)]
-    assert batch_chunks(sizes, 10, 0) == batch_chunks(sizes, 10, 50) == [range(i, i + 1) for i in range(4)]
-    assert batch_chunks([], 10, 160) == []
-    assert default_chunk_bytes("cpu") == CPU_CHUNK_BYTES and default_chunk_bytes("cuda:1") == GPU_CHUNK_BYTES
-    loader = TensorLoader(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), torch.arange(4), 2, device="cpu", mean=[0.0],
-                          std=[1.0], train=False)
-    assert loader.chunk_bytes == CPU_CHUNK_BYTES
-
-
-LOADER_SETTINGS = {
-    "crop_flip": dict(train=True, crop_padding=4, flip=True),
-    "crop": dict(train=True, crop_padding=2),
-    "flip": dict(train=True, flip=True),
-    "none": dict(train=True),
-    "resized_crop_flip": dict(train=True, augmentation="resized_crop_flip", crop_size=8, flip=True),
-    "resized_crop_flip_jitter": dict(train=True, augmentation="resized_crop_flip", crop_size=8, flip=True,
-                                     color_jitter=0.4),
-    "crop_flip_jitter": dict(train=True, crop_padding=4, flip=True, color_jitter=0.4),
-    "jitter": dict(train=True, color_jitter=0.4),
-    "evaluation": dict(train=False),
-    "evaluation_center_crop": dict(train=False, augmentation="resized_crop_flip", crop_size=8),
-    "rank_1_of_2": dict(train=True, crop_padding=4, flip=True, rank=1, world_size=2),
-}
-
-
-@pytest.mark.parametrize("name", list(LOADER_SETTINGS))
-def test_batches_augmented_together_are_bitwise_the_batches_made_one_at_a_time(name):
-    """A loader augments consecutive batches in one go (up to chunk_bytes); every batch, the last smaller one
-    included, is bitwise the one it makes alone, from the same draws: the generator ends where it ends alone."""
-    images = torch.randint(0, 256, (23, 3, 12, 12), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    labels = torch.arange(23)
-
-    def loader(chunk_bytes):
-        settings = dict(LOADER_SETTINGS[name])
-        if settings.get("world_size", 1) > 1:  # the global order every process shares
-            settings["shuffle_generator"] = torch.Generator().manual_seed(5)
-        generator = torch.Generator().manual_seed(1) if settings["train"] else None
-        return TensorLoader(images, labels, 6, device="cpu", mean=(125.0, 120.0, 110.0), std=(60.0, 61.0, 62.0),
-                            generator=generator, chunk_bytes=chunk_bytes, **settings)
-
-    alone = loader(0)
-    two_batches = 2 * 6 * alone.image_bytes()
-    for chunk_bytes in (two_batches, GPU_CHUNK_BYTES):
-        reference, together = loader(0), loader(chunk_bytes)
-        for _ in range(2):  # two passes: the second goes on from the generator state of the first
-            expected, got = list(reference), list(together)
-            assert [len(y) for _, y in got] == [len(y) for _, y in expected] and len(got) == 4
-            for (x, y), (ex, ey) in zip(got, expected):
-                assert torch.equal(x, ex) and torch.equal(y, ey)
-                assert x.is_contiguous(memory_format=torch.channels_last)
-        if reference.generator is not None:
-            assert torch.equal(reference.generator.get_state(), together.generator.get_state())
-
-
-def test_augmenting_batches_together_dispatches_fewer_operators():
-    """What chunks are for: a launch-bound GPU pays per operator; a pass in one chunk dispatches a fraction of the
-    operators of the same pass batch by batch."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Count(TorchDispatchMode):
-        calls = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            Count.calls += 1
-            return func(*args, **(kwargs or {}))
-
-    images = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8)
-    counts = {}
-    for chunk_bytes in (0, GPU_CHUNK_BYTES):
-        loader = TensorLoader(images, torch.arange(64), 8, device="cpu", mean=(0.5,) * 3, std=(0.2,) * 3, train=True,
-                              crop_padding=4, flip=True, generator=torch.Generator().manual_seed(0),
-                              chunk_bytes=chunk_bytes)
-        Count.calls = 0
-        with Count():
-            list(loader)
-        counts[chunk_bytes] = Count.calls
-    assert counts[GPU_CHUNK_BYTES] * 2 < counts[0]
 
 
 def test_color_jitter_is_torchvisions_brightness_contrast_saturation_per_image_in_its_order():

@@ -69,7 +69,6 @@ def test_all_table7_rows_are_configurations():
     # each of these passed validate() and then failed at the first batch or in the optimizer, or gave wrong numbers
     (dict(crop_padding=-1), r"crop_padding must be >= 0 .*got -1"),
     (dict(color_jitter=-0.4), r"color_jitter must be >= 0 .*got -0.4"),
-    (dict(compile_step=True, step_mode="eager"), "compile_step=True compiles the static step; it needs step_mode"),
     (dict(momentum=-1.0), r"momentum must lie in \[0, 1\), got -1.0"),
     (dict(momentum=1.5), r"momentum must lie in \[0, 1\), got 1.5"),
     (dict(weight_decay=-5.0), "weight_decay must be >= 0, got -5.0"),
@@ -288,3 +287,12 @@ def test_paper_seeds_are_the_seed_counts_of_the_paper_tables():
     counts = paper["notes"].fillna("").str.extract(r"(\d+) seeds", expand=False).astype(float)
     stated = {f"table{t}": int(n) for t, n in paper.assign(n=counts).dropna(subset=["n"]).groupby("table")["n"].max().items()}
     assert PAPER_SEEDS == stated
+
+
+def test_a_record_of_the_removed_compile_step_reads_with_its_run_id_and_a_compiled_one_is_refused():
+    """compile_step left RunConfig (it had no GPU figure); committed records hold compile_step=False."""
+    config = RunConfig(experiment="x", dataset="mini_cifar", model="cnn_vis2d", method="ce")
+    old = {**config.to_dict(), "compile_step": False}
+    assert RunConfig.from_dict(old) == config and RunConfig.from_dict(old).run_id() == config.run_id()
+    with pytest.raises(ValueError, match="compile_step was removed"):
+        RunConfig.from_dict({**config.to_dict(), "compile_step": True})

@@ -151,9 +151,6 @@ def test_finetune_from_needs_a_finished_run_and_says_so_before_training(data_env
     unfinished = rf"finetune_from='{coarse.run_id()}': that run is not finished .* at epoch 1 "
     with pytest.raises(ValueError, match=unfinished):
         train(fine(coarse.run_id()), tmp_path, progress=False)
-    packable = [fine(coarse.run_id(), freeze_encoder=False, optimizer="sgd", seed=s) for s in (0, 1)]
-    with pytest.raises(ValueError, match=unfinished):
-        engine.train_packed(packable, tmp_path, progress=False)
     with pytest.raises(ValueError, match="finetune_from='test-nothing': there is no such file and no checkpoint"):
         train(fine("test-nothing"), tmp_path, progress=False)
 

@@ -127,16 +127,13 @@ def test_a_parameter_found_wrong_in_training_is_a_message_not_a_traceback(tmp_pa
 
 def test_a_run_another_process_trains_is_refused_then_trains_once_it_is_free(tiny, tmp_path, monkeypatch, capsys):
     """A second process on the same run (a resubmitted job, a second sweep) gets a message, not a second writer of
-    its checkpoint and record; packed runs too; the CLI says it in one line."""
-    from amixup.engine import _lock_path, train_packed
+    its checkpoint and record; the CLI says it in one line."""
+    from amixup.engine import _lock_path
 
     config = tiny(method="mixup")
-    twin = config.__class__.from_dict({**config.to_dict(), "seed": 1})
     with run_lock(_lock_path(tmp_path, config.run_id()), "held elsewhere"):  # flock: per open file, as a process
         with pytest.raises(RunBusyError, match=f"run {config.run_id()} is being trained by another process"):
             train(config, tmp_path, progress=False)
-        with pytest.raises(RunBusyError, match=f"run {config.run_id()} is being trained"):
-            train_packed([twin, config], tmp_path, progress=False)
         assert not list(tmp_path.rglob("*.json")) and not list(tmp_path.rglob("*.pt"))
     assert train(config, tmp_path, progress=False)["run_id"] == config.run_id()  # free again
 

@@ -284,8 +284,5 @@ def test_torchvision_weights_named_wrong_or_out_of_reach_are_clear_errors(tmp_pa
         make_config("places_lt", frozen_stages=-1)
     from amixup.engine import _frozen_stages
     from amixup.models import build_model
-    from amixup.packing import check_packable
     with pytest.raises(ValueError, match="resnet152_places has 2 encoder stages, so at most 1 can be frozen"):
         _frozen_stages(build_model("resnet152_places", 3), make_config("places_lt", frozen_stages=2))
-    with pytest.raises(ValueError, match="packing needs a trainable encoder"):
-        check_packable([make_config("places_lt", seed=0), make_config("places_lt", seed=1)])

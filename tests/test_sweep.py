@@ -291,11 +291,6 @@ def test_workers_auto_is_per_gpu_times_the_gpus_and_one_on_a_cpu(monkeypatch):
     monkeypatch.setattr(sweep.torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(sweep.torch.cuda, "device_count", lambda: 2)
     assert sweep._resolve_workers("auto", _smoke_pair("auto"), None, 4) == (8, ["cuda:0", "cuda:1"])
-    # a worker trains a pack: per_gpu // pack packs per GPU, at least one (not pack times the runs at once)
-    assert sweep._resolve_workers("auto", _smoke_pair("auto"), None, 8, pack=2) == (8, ["cuda:0", "cuda:1"])
-    assert sweep._resolve_workers("auto", _smoke_pair("cuda:1"), None, 8, pack=16) == (1, None)
-    assert sweep._resolve_workers("auto", cpu, None, 8, pack=4) == (1, None)
-    assert sweep._resolve_workers(3, cpu, ["cuda:0"], 8, pack=16) == (3, ["cuda:0"])  # as given
     for bad in (0, "many", 1.5):
         with pytest.raises(ValueError, match="workers must be"):
             sweep._resolve_workers(bad, cpu, None, 8)
@@ -313,18 +308,10 @@ def test_mps_on_with_a_single_in_process_worker_is_an_error(tmp_path, capsys):
     assert "--mps on" in capsys.readouterr().err
 
 
-def test_a_packed_sweep_trains_each_pack_in_one_worker_and_gives_the_records_of_packed_runs(data_env, tmp_path):
-    configs = sweep.expand_grid("motivation", "smoke", {"method": ["ce", "am_mixup"]}, seeds=(0, 1, 2), **SMOKE)
-    engine.load_data(configs[0])  # decode the images once (session cache), not in both workers at once
-    records = sweep.run_sweep(configs, tmp_path / "workers", workers=2, pack=2, mps="off", progress=False)
-    assert [r["run_id"] for r in records] == [c.run_id() for c in configs]
-    assert [r["environment"].get("packs", 1) for r in records] == [2, 2, 1, 2, 2, 1]  # seeds (0, 1) + (2)
-    here = sweep.run_sweep(configs, tmp_path / "here", workers=1, pack=2, progress=False)
-    assert [r["metrics"]["last"] for r in here] == [r["metrics"]["last"] for r in records]
-    with pytest.raises(ValueError, match="pack must be an integer >= 1, got 0"):
-        sweep.run_sweep(configs, tmp_path / "bad", workers=1, pack=0, progress=False)
-    jobs = sweep.submit_slurm(configs, tmp_path / "slurm", folder=tmp_path / "logs", cluster="debug", pack=3)
-    assert len(jobs) == 2  # one job per pack of three seeds
+def test_submit_slurm_submits_one_job_per_pending_run(data_env, tmp_path):
+    configs = sweep.expand_grid("motivation", "smoke", {"method": ["ce"]}, seeds=(0, 1), **SMOKE)
+    jobs = sweep.submit_slurm(configs, tmp_path / "slurm", folder=tmp_path / "logs", cluster="debug")
+    assert len(jobs) == 2
     for job in jobs:
         job.result()
     assert sweep.pending(configs, tmp_path / "slurm") == []
