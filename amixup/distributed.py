@@ -156,3 +156,25 @@ class MixedForward(nn.Module):
 
     def forward(self, x, layer, mix):
         return self.model.forward_mixed(x, layer, mix)
+
+
+def share_weighted_objective(global_batch_sizes: list[int], world: int):
+    """The objective of one process's step (:class:`amixup.step.TrainStep`'s ``objective``): DDP averages
+    gradients over processes, so each process's mean loss is weighted by its share of the global batch. An empty
+    share (a last global batch smaller than the processes) has a NaN mean loss: its objective is 0 with zero
+    gradients, which DDP still averages with the others."""
+    def objective(loss, logits, n: int, index: int):
+        return loss * (n * world / global_batch_sizes[index]) if n else logits.sum()
+    return objective
+
+
+def sum_over_processes(sums):
+    """An epoch's :class:`amixup.step.EpochSums` summed over all processes, in place (host numbers from float64)."""
+    device = sums.loss_sum.device
+    totals = torch.stack([sums.loss_sum.double(), sums.correct_mixed.double(), sums.correct_clean.double(),
+                          torch.tensor(float(sums.n_seen), device=device, dtype=torch.float64),
+                          torch.tensor(float(sums.n_clean), device=device, dtype=torch.float64)])
+    loss_sum, correct_mixed, correct_clean, n_seen, n_clean = all_sum(totals).tolist()
+    sums.loss_sum, sums.correct_mixed, sums.correct_clean = loss_sum, correct_mixed, correct_clean
+    sums.n_seen, sums.n_clean = int(n_seen), int(n_clean)
+    return sums

@@ -264,7 +264,8 @@ def missing_report(configs, results_dir, *, check_data: bool = True):
     """
     import pandas as pd
 
-    from .engine import TORCHVISION_WEIGHTS, epochs_done, torchvision_weights_location
+    from .checkpoints import epochs_done
+    from .weights import TORCHVISION_WEIGHTS, torchvision_weights_location
     from .records import CorruptFileError
 
     results_dir = Path(results_dir)
@@ -366,7 +367,7 @@ def table2_pattern_verdict(summary, closest, margin: float = 5.0) -> str:
 def _train_all(configs, results_dir: Path, progress: bool) -> list[dict]:
     """Train (or read back) every config or (pre-train, fine-tune) pair; one overall progress bar: runs done /
     total, epochs and time left, the stage (experiment) and the run in progress (amixup.progress.Overall)."""
-    from .engine import epochs_done
+    from .checkpoints import epochs_done
 
     def remaining(config):
         try:

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from amixup import data as D
-from amixup.engine import _checkpoint_path, encode, learning_rate, train
+from amixup.checkpoints import checkpoint_path
+from amixup.engine import encode, learning_rate, train
 from amixup.experiments import table6_configs
 from amixup.models import FastDropout, build_model
 from amixup.recipes import make_config
@@ -152,7 +153,7 @@ def test_stage_2_on_stored_features_equals_the_image_path(digits, tmp_path, monk
         records[cached] = train(config, tmp_path, progress=False)
         assert len(encoded) == (2 if cached else 0)  # train and test images encoded once each
         encoded.clear()
-        state = torch.load(_checkpoint_path(tmp_path, config.run_id()), weights_only=True)["model"]
+        state = torch.load(checkpoint_path(tmp_path, config.run_id()), weights_only=True)["model"]
         heads[cached] = state["head.weight"], state["head.bias"]
         encoder_after = {k: v for k, v in state.items() if k.startswith("stages.")}
         assert all(torch.equal(v, torch.load(encoder, weights_only=True)["model"][k])

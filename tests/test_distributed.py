@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from amixup.engine import _checkpoint_path, load_data, record_path, train
+from amixup.checkpoints import checkpoint_path, record_path
+from amixup.engine import load_data, train
 from amixup.recipes import make_config
 from amixup.records import read_record
 
@@ -157,7 +158,7 @@ def test_a_checkpoint_resumes_only_with_the_number_of_processes_that_wrote_it(da
 
     def drop(results_dir, *keys):
         """Remove ``keys`` from the run's checkpoint, as in one written before they were kept."""
-        ckpt = _checkpoint_path(results_dir, config.run_id())
+        ckpt = checkpoint_path(results_dir, config.run_id())
         state = torch.load(ckpt, weights_only=True)
         for key in keys:
             del state[key]

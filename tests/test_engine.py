@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from amixup import engine
+from amixup.checkpoints import checkpoint_path
 from amixup.engine import train
 from amixup.experiments import missing_report
 from amixup.recipes import ABLATION_ROWS, make_config
@@ -129,7 +130,7 @@ def test_a_checkpoint_without_rng_or_world_size_still_resumes(data_env, tmp_path
     reference = train(config, tmp_path / "ref", progress=False)
     with pytest.raises(KeyboardInterrupt):
         train(config, tmp_path / "run", progress=False, on_epoch_end=crash_after(1))
-    ckpt = engine._checkpoint_path(tmp_path / "run", config.run_id())
+    ckpt = checkpoint_path(tmp_path / "run", config.run_id())
     state = torch.load(ckpt, weights_only=True)
     assert state["world_size"] == 1 and len(state["torch_rng"]) == 1
     del state["world_size"], state["torch_rng"]  # as written before they were kept

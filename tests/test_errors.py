@@ -128,10 +128,10 @@ def test_a_parameter_found_wrong_in_training_is_a_message_not_a_traceback(tmp_pa
 def test_a_run_another_process_trains_is_refused_then_trains_once_it_is_free(tiny, tmp_path, monkeypatch, capsys):
     """A second process on the same run (a resubmitted job, a second sweep) gets a message, not a second writer of
     its checkpoint and record; the CLI says it in one line."""
-    from amixup.engine import _lock_path
+    from amixup.checkpoints import lock_path
 
     config = tiny(method="mixup")
-    with run_lock(_lock_path(tmp_path, config.run_id()), "held elsewhere"):  # flock: per open file, as a process
+    with run_lock(lock_path(tmp_path, config.run_id()), "held elsewhere"):  # flock: per open file, as a process
         with pytest.raises(RunBusyError, match=f"run {config.run_id()} is being trained by another process"):
             train(config, tmp_path, progress=False)
         assert not list(tmp_path.rglob("*.json")) and not list(tmp_path.rglob("*.pt"))
@@ -139,7 +139,7 @@ def test_a_run_another_process_trains_is_refused_then_trains_once_it_is_free(tin
 
     cli_config = make_config("motivation", "smoke", method="am_mixup", seed=0, experiment="cli")
     monkeypatch.setattr(engine, "load_data", lambda *_: pytest.fail("data was loaded"))
-    with run_lock(_lock_path(tmp_path, cli_config.run_id()), "held elsewhere"):
+    with run_lock(lock_path(tmp_path, cli_config.run_id()), "held elsewhere"):
         with pytest.raises(SystemExit) as info:
             cli(["train", "--profile", "smoke", "--results-dir", str(tmp_path)])
     err = capsys.readouterr().err

@@ -180,19 +180,19 @@ def test_imagenet_lt_recipe_trains_end_to_end_on_a_generated_folder(tmp_path, ca
 def test_finetune_from_a_torchvision_state_dict(tmp_path, cache, monkeypatch):
     import torchvision
 
-    from amixup.engine import _load_encoder
+    from amixup.weights import load_encoder
     from amixup.models import build_model
 
     net = torchvision.models.resnet50(weights=None, num_classes=1000)
     path = tmp_path / "resnet50-imagenet.pth"
     torch.save(net.state_dict(), path)
     model = build_model("resnet50", 365)
-    _load_encoder(model, str(path), tmp_path, "cpu")
+    load_encoder(model, str(path), tmp_path, "cpu")
     assert torch.equal(model.stages[0][0].weight, net.conv1.weight)
     assert torch.equal(model.stages[2][3].conv2.weight, net.layer3[3].conv2.weight)
     assert model.head.weight.shape == (365, 2048)  # the head is new
     with pytest.raises(ValueError, match="does not fit model"):
-        _load_encoder(build_model("resnet101", 365), str(path), tmp_path, "cpu")
+        load_encoder(build_model("resnet101", 365), str(path), tmp_path, "cpu")
 
 
 def _imagenet_weights(monkeypatch, tmp_path, arch="resnet152"):
@@ -251,7 +251,8 @@ def test_places_lt_recipe_is_the_cited_setup_a_frozen_imagenet_trunk(tmp_path, c
 
 
 def test_torchvision_weights_named_wrong_or_out_of_reach_are_clear_errors(tmp_path, cache, monkeypatch):
-    from amixup.engine import _encoder_source, train
+    from amixup.engine import train
+    from amixup.weights import encoder_source
     from amixup.recipes import make_config
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
@@ -275,9 +276,9 @@ def test_torchvision_weights_named_wrong_or_out_of_reach_are_clear_errors(tmp_pa
     assert bad.str.startswith("cannot start: finetune_from='torchvision:IMAGENET': torchvision's resnet152 has the "
                               "weights").all(), bad.tolist()
     with pytest.raises(ValueError, match=r"has the weights \['IMAGENET1K_V1', 'IMAGENET1K_V2', 'DEFAULT'\], not 'IMAGENET'"):
-        _encoder_source("torchvision:IMAGENET", tmp_path, "resnet152_places")
+        encoder_source("torchvision:IMAGENET", tmp_path, "resnet152_places")
     with pytest.raises(ValueError, match="torchvision weights fit the models"):
-        _encoder_source("torchvision:IMAGENET1K_V1", tmp_path, "resnet32")
+        encoder_source("torchvision:IMAGENET1K_V1", tmp_path, "resnet32")
     with pytest.raises(ValueError, match="frozen_stages=1 needs finetune_from"):
         make_config("places_lt", finetune_from=None)
     with pytest.raises(ValueError, match="frozen_stages must be >= 0"):

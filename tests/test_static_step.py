@@ -121,19 +121,28 @@ def test_auto_is_eager_on_a_cpu(data_env, tmp_path):
     assert rec["config"]["step_mode"] == "auto" and rec["environment"]["step"] == "eager"
 
 
-def test_the_epoch_draws_are_the_eager_draws():
+def test_the_static_step_trains_through_the_engines_step_and_policy():
+    """One step, written once: the static step's step is a TrainStep over the same policy, and its epoch draws
+    are the policy's batch draws in the eager engine's order."""
+    from amixup.step import TrainStep
+
     spec = resolve_spec("manifold_mixup")
     model = build_model("cnn_vis2d", 4, 3, 32)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    policy = MixPolicy(spec, eligible_layers=model.manifold_layers, last_layer_index=model.last_layer, seed=5)
+    policy = MixPolicy(spec, eligible_layers=model.manifold_layers, last_layer_index=model.last_layer, seed=5,
+                       pairing_seed=7)
     step = StaticStep(model, policy, optimizer, batch_size=4, sample_shape=(3, 32, 32), device="cpu",
-                      precision="fp32", need_clean=False)
-    draws = step.draws([4, 4, 3], 1.0, torch.Generator().manual_seed(7))
-    policy_ref = MixPolicy(spec, eligible_layers=model.manifold_layers, last_layer_index=model.last_layer, seed=5)
-    gen = torch.Generator().manual_seed(7)
-    for (lam, layer, perm), n in zip(draws, [4, 4, 3]):
-        assert (lam, layer) == policy_ref.draw(1.0)
-        assert torch.equal(perm, torch.randperm(n, generator=gen))
+                      precision="fp32")
+    assert isinstance(step.step, TrainStep) and step.step.policy is policy and step.step.update == step._sgd_update
+    twin = MixPolicy(spec, eligible_layers=model.manifold_layers, last_layer_index=model.last_layer, seed=5,
+                     pairing_seed=7)
+    batches = [(torch.randn(n, 3, 32, 32), torch.randint(0, 4, (n,))) for n in (4, 4, 3)]
+    step.run_epoch(batches, [4, 4, 3], lr=0.1)
+    for n in (4, 4, 3):
+        twin.draw_batch(n)
+    assert policy.rng.bit_generator.state == twin.rng.bit_generator.state  # lambdas and layers: the same draws
+    assert torch.equal(policy.pairing.get_state(), twin.pairing.get_state())  # pairings too
+    assert step.sums.n_seen == 11
 
 
 def test_the_sgd_update_is_torch_sgd():
@@ -144,7 +153,7 @@ def test_the_sgd_update_is_torch_sgd():
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     ref = torch.optim.SGD(twin.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     step = StaticStep(model, MixPolicy(resolve_spec("ce")), opt, batch_size=8, sample_shape=(3, 32, 32),
-                      device="cpu", precision="fp32", need_clean=False)
+                      device="cpu", precision="fp32")
     step.lr.fill_(0.05)
     for _ in range(3):  # the first step creates the momentum buffers, the next ones use them
         grads = [torch.randn_like(p) for p in model.parameters()]
@@ -194,7 +203,7 @@ def test_every_mixing_layer_warms_up_eagerly_before_its_graph_is_captured():
     model = build_model("cnn_vis2d", 4, 3, 32)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     step = StaticStep(model, MixPolicy(resolve_spec("manifold_mixup")), optimizer, batch_size=4,
-                      sample_shape=(3, 32, 32), device="cpu", precision="fp32", need_clean=False)
+                      sample_shape=(3, 32, 32), device="cpu", precision="fp32")
     for p in model.parameters():  # momentum buffers exist: only the per-layer count decides
         optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p)
     step.warmup_steps[0] = WARMUP_STEPS

@@ -258,7 +258,7 @@ def test_sigterm_stops_the_sweep_and_its_workers_whose_runs_resume_later(data_en
     import sys
     import time
 
-    from amixup.engine import _lock_path
+    from amixup.checkpoints import lock_path
     from amixup.records import run_lock
 
     configs = sweep.expand_grid("motivation", "smoke", {"method": ["ce", "mixup"]}, seeds=(0,),
@@ -277,7 +277,7 @@ def test_sigterm_stops_the_sweep_and_its_workers_whose_runs_resume_later(data_en
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
     time.sleep(1.0)  # the workers' exits
     for config in configs:  # no worker holds its run any longer
-        with run_lock(_lock_path(tmp_path, config.run_id()), config.run_id()):
+        with run_lock(lock_path(tmp_path, config.run_id()), config.run_id()):
             pass
     assert sweep.pending(configs, tmp_path) == configs  # unfinished, each with its checkpoint to resume from
 

@@ -30,9 +30,10 @@ def make_step(fmt="cl", precision="fp32", method="am_mixup", graphs=None):
     model = model.to(dev, memory_format=torch.channels_last if fmt == "cl" else torch.contiguous_format)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4)
     spec = resolve_spec(method)
-    policy = MixPolicy(spec, eligible_layers=model.manifold_layers, last_layer_index=model.last_layer, seed=0)
+    policy = MixPolicy(spec, eligible_layers=model.manifold_layers, last_layer_index=model.last_layer, seed=0,
+                       train_acc_source="clean")  # AM-mixup: a clean forward pass for Eq. 6's accuracy
     step = StaticStep(model, policy, opt, batch_size=B, sample_shape=(3, 32, 32), device=dev, precision=precision,
-                      need_clean=True, graphs=graphs)
+                      graphs=graphs)
     if fmt != "cl":
         step.x = step.x.contiguous()
     step.x.copy_(torch.randn(B, 3, 32, 32, device=dev))
