@@ -1,6 +1,6 @@
 """amixup: a reproduction of Asymptotic Midpoint Mixup (AM-mixup)."""
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 from . import records as _records
 

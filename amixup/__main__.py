@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "prepare":
-        from .tinyimagenet import load_tiny_imagenet
+        from .data.tinyimagenet import load_tiny_imagenet
 
         loaders = {"cifar10": data.load_cifar10, "cifar100": data.load_cifar100, "mnist": data.load_mnist,
                    "tiny_imagenet": load_tiny_imagenet}

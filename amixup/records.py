@@ -176,7 +176,7 @@ def environment(device) -> dict:
     import torch
     import torchvision
 
-    from . import __version__
+    from ._version import __version__
 
     info = {
         "python": platform.python_version(),

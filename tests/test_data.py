@@ -31,7 +31,7 @@ def env(tmp_path, monkeypatch):
     data_dir.mkdir()
     monkeypatch.setenv("AMIXUP_DATA_PATH", str(data_dir))
     monkeypatch.setenv("AMIXUP_CACHE_DIR", str(cache))
-    monkeypatch.setattr(D, "REPO_DATA_DIR", tmp_path / "repo_data")
+    monkeypatch.setattr(D.cache, "REPO_DATA_DIR", tmp_path / "repo_data")
     return data_dir, cache
 
 
@@ -201,7 +201,7 @@ def test_imagedata_subset_relabel_counts():
 # --------------------------------------------------------------------------- paths and argument checks
 
 def test_search_paths_and_cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setattr(D, "REPO_DATA_DIR", tmp_path / "repo_data")
+    monkeypatch.setattr(D.cache, "REPO_DATA_DIR", tmp_path / "repo_data")
     monkeypatch.setenv("AMIXUP_DATA_PATH", f"{tmp_path}/a::{tmp_path}/b:")
     assert D.search_paths() == [tmp_path / "a", tmp_path / "b", tmp_path / "repo_data"]
     monkeypatch.delenv("AMIXUP_DATA_PATH")
@@ -236,7 +236,7 @@ def test_not_found_message(env):
     msg = str(info.value)
     assert "cifar10" in msg and "AMIXUP_DATA_PATH" in msg and "download=True" in msg
     assert str(data_dir / "cifar10-jpeg.tar.gz") in msg and str(data_dir / "cifar-10-batches-py") in msg
-    assert str(cache / "cifar10.pt") in msg and str(D.REPO_DATA_DIR) in msg
+    assert str(cache / "cifar10.pt") in msg and str(D.cache.REPO_DATA_DIR) in msg
     assert isinstance(info.value, FileNotFoundError)
     with pytest.raises(D.DataNotFoundError, match="mnist"):
         D.load_mnist("test", sources=("torchvision_files",))
@@ -478,7 +478,7 @@ def real_cache(tmp_path_factory):
 def real_env(real_cache, monkeypatch, tmp_path):
     monkeypatch.setenv("AMIXUP_DATA_PATH", str(REAL_DATA))
     monkeypatch.setenv("AMIXUP_CACHE_DIR", str(real_cache))
-    monkeypatch.setattr(D, "REPO_DATA_DIR", tmp_path / "repo_data")
+    monkeypatch.setattr(D.cache, "REPO_DATA_DIR", tmp_path / "repo_data")
 
 
 def test_real_cifar10(real_env):

@@ -28,7 +28,7 @@ def tiny(tmp_path, monkeypatch):
     """A registered 8x8 two-class dataset (no files needed) and an empty data path; registry restored after."""
     monkeypatch.setenv("AMIXUP_DATA_PATH", str(tmp_path / "no-data"))
     monkeypatch.setenv("AMIXUP_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(D, "REPO_DATA_DIR", tmp_path / "repo_data")
+    monkeypatch.setattr(D.cache, "REPO_DATA_DIR", tmp_path / "repo_data")
     saved = (dict(D.DATASETS), dict(D._LOADERS), dict(D.NORMALIZATION))
 
     def load(split):
@@ -151,7 +151,7 @@ def test_a_download_that_fails_is_listed_with_the_places_looked(tmp_path, monkey
 
     monkeypatch.setenv("AMIXUP_DATA_PATH", str(tmp_path / "empty"))
     monkeypatch.setenv("AMIXUP_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(D, "REPO_DATA_DIR", tmp_path / "repo_data")
+    monkeypatch.setattr(D.cache, "REPO_DATA_DIR", tmp_path / "repo_data")
 
     def offline(*args, **kwargs):
         raise OSError("Name or service not known")

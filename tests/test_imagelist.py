@@ -1,4 +1,4 @@
-"""Tests for amixup.imagelist: list-file parsing, decoding, caching and the imagenet_lt / places_lt registry."""
+"""Tests for amixup.data.imagelist: list-file parsing, decoding, caching and the imagenet_lt / places_lt registry."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from torchvision.io import encode_jpeg, encode_png
 
 from amixup import data as D
-from amixup.imagelist import load_image_list, parse_list_file
+from amixup.data.imagelist import load_image_list, parse_list_file
 from amixup.metrics import groups_by_counts
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding:DeprecationWarning")

@@ -24,7 +24,7 @@ def isolated(tmp_path, monkeypatch):
     """An own cache and data folder; the registry restored afterwards."""
     monkeypatch.setenv("AMIXUP_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("AMIXUP_DATA_PATH", str(tmp_path / "datasets"))
-    monkeypatch.setattr(D, "REPO_DATA_DIR", tmp_path / "repo_data")
+    monkeypatch.setattr(D.cache, "REPO_DATA_DIR", tmp_path / "repo_data")
     saved = (dict(D.DATASETS), dict(D._LOADERS), dict(D.NORMALIZATION), dict(D._MODULES))
     yield
     for live, old in zip((D.DATASETS, D._LOADERS, D.NORMALIZATION, D._MODULES), saved):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from amixup import data as D
-from amixup.tinyimagenet import load_tiny_imagenet
+from amixup.data.tinyimagenet import load_tiny_imagenet
 
 WNIDS = ["n01443537", "n01629819", "n02124075"]
 TRAIN_PER_CLASS = 3

@@ -25,8 +25,9 @@ from pathlib import Path, PurePosixPath
 
 import torch
 
-from . import data as D
-from .data import ImageData
+from . import cache as _cache
+from .cache import _from_payload, _read_cache, _write_cache, cache_dir, search_paths
+from .images import _CACHE_FORMAT, SPLITS, DataCorruptError, DataNotFoundError, ImageData, _check_choice
 
 NAME = "tiny_imagenet"
 FOLDER = "tiny-imagenet-200"
@@ -66,10 +67,10 @@ class _Zip:
             self.zf = zipfile.ZipFile(path)
             names = [i.filename for i in self.zf.infolist() if not i.is_dir()]
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise D.DataCorruptError(f"archive {path} is corrupt or truncated: {exc}") from exc
+            raise DataCorruptError(f"archive {path} is corrupt or truncated: {exc}") from exc
         roots = sorted((n[: -len("wnids.txt")] for n in names if n.rsplit("/", 1)[-1] == "wnids.txt"), key=len)
         if not roots:
-            raise D.DataCorruptError(f"archive {path} holds no wnids.txt (expected {FOLDER}/wnids.txt)")
+            raise DataCorruptError(f"archive {path} holds no wnids.txt (expected {FOLDER}/wnids.txt)")
         self.prefix = roots[0]
         self.names = {n[len(self.prefix):] for n in names if n.startswith(self.prefix)}
 
@@ -80,7 +81,7 @@ class _Zip:
         try:
             return self.zf.read(self.prefix + rel)
         except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-            raise D.DataCorruptError(f"archive {self.where}: cannot read {self.prefix + rel}: {exc}") from exc
+            raise DataCorruptError(f"archive {self.where}: cannot read {self.prefix + rel}: {exc}") from exc
 
     def files(self, rel_dir: str) -> list[str] | None:
         head = rel_dir.rstrip("/") + "/"
@@ -93,7 +94,7 @@ class _Zip:
 def _lines(tree, rel: str) -> list[tuple[int, str]]:
     """(line number, stripped text) of the non-blank lines of a text file of the tree."""
     if not tree.exists(rel):
-        raise D.DataCorruptError(f"{tree.where}: {rel} not found")
+        raise DataCorruptError(f"{tree.where}: {rel} not found")
     text = tree.read(rel).decode("utf-8", errors="strict")
     return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
 
@@ -107,7 +108,7 @@ def parse_wnids(tree) -> list[str]:
             raise ValueError(f"{tree.where}/wnids.txt line {number}: class id {text!r} listed twice")
         wnids.append(text)
     if not wnids:
-        raise D.DataCorruptError(f"{tree.where}/wnids.txt lists no classes")
+        raise DataCorruptError(f"{tree.where}/wnids.txt lists no classes")
     return wnids
 
 
@@ -134,7 +135,7 @@ def parse_annotations(tree, wnids: list[str]) -> list[tuple[int, str, int]]:
         seen.add(name)
         out.append((number, name, index[wnid]))
     if not out:
-        raise D.DataCorruptError(f"{where} has no annotations")
+        raise DataCorruptError(f"{where} has no annotations")
     return out
 
 
@@ -150,9 +151,9 @@ def _decode(tree, entries: list[tuple[str, int]]) -> dict:
             try:
                 img = decode_image(raw, mode=ImageReadMode.RGB)
             except RuntimeError as exc:
-                raise D.DataCorruptError(f"cannot decode image {tree.where}/{rel}: {exc}") from exc
+                raise DataCorruptError(f"cannot decode image {tree.where}/{rel}: {exc}") from exc
             if tuple(img.shape) != (3, SIZE, SIZE):
-                raise D.DataCorruptError(f"image {tree.where}/{rel} is {tuple(img.shape[1:])}, expected {SIZE}x{SIZE}")
+                raise DataCorruptError(f"image {tree.where}/{rel} is {tuple(img.shape[1:])}, expected {SIZE}x{SIZE}")
             images[i] = img
     labels = torch.tensor([label for _, label in entries], dtype=torch.int64)
     return {"images": images, "labels": labels}
@@ -166,13 +167,13 @@ def read_tiny_imagenet(tree) -> dict:
         rel_dir = f"train/{wnid}/images"
         names = tree.files(rel_dir)
         if not names:
-            raise D.DataCorruptError(f"{tree.where}: no training images in {rel_dir}/ (class {wnid} of wnids.txt)")
+            raise DataCorruptError(f"{tree.where}: no training images in {rel_dir}/ (class {wnid} of wnids.txt)")
         train += [(f"{rel_dir}/{n}", label) for n in names]
     test = []
     for number, name, label in parse_annotations(tree, wnids):  # every image is checked before decoding
         rel = f"val/images/{name}"
         if not tree.exists(rel):
-            raise D.DataCorruptError(f"{tree.where}/val/val_annotations.txt line {number}: "
+            raise DataCorruptError(f"{tree.where}/val/val_annotations.txt line {number}: "
                                      f"image {tree.where}/{rel} not found")
         test.append((rel, label))
     return {"classes": wnids, "train": _decode(tree, train), "test": _decode(tree, test)}
@@ -187,20 +188,20 @@ def load_tiny_imagenet(split: str, *, sources=SOURCES, download: bool = False) -
     classes in wnids.txt order. Sources: the prepared cache, then ``tiny-imagenet-200/`` or
     ``tiny-imagenet-200.zip`` in the search paths; there is no download (``download`` is accepted for
     the common loader signature and ignored)."""
-    D._check_choice("split", split, D.SPLITS)
+    _check_choice("split", split, SPLITS)
     sources = (sources,) if isinstance(sources, str) else tuple(sources)
     for s in sources:
-        D._check_choice("sources entry", s, SOURCES)
+        _check_choice("sources entry", s, SOURCES)
     tried: list[str] = []
-    cache = D.cache_dir() / f"{NAME}.pt"
+    cache = cache_dir() / f"{NAME}.pt"
     for src in sources:
         if src == "cache":
             if cache.is_file():
-                payload = D._read_cache(cache)
-                return D._from_payload(payload, split, f"cache {cache.name} of {payload['source']}")
+                payload = _read_cache(cache)
+                return _from_payload(payload, split, f"cache {cache.name} of {payload['source']}")
             tried.append(f"{cache} (cache)")
             continue
-        for base in D.search_paths():
+        for base in search_paths():
             for path, kind in _candidates(base):
                 if kind == "folder":
                     tried.append(f"{path}/ ({FOLDER} folder with wnids.txt)")
@@ -213,12 +214,12 @@ def load_tiny_imagenet(split: str, *, sources=SOURCES, download: bool = False) -
                         continue
                     tree, source = _Zip(path), f"archive {path.name}"
                 found = read_tiny_imagenet(tree)
-                payload = {"format": D._CACHE_FORMAT, "name": NAME, "source": source, **found}
-                D._write_cache(cache, payload)
-                return D._from_payload(payload, split, source)
+                payload = {"format": _CACHE_FORMAT, "name": NAME, "source": source, **found}
+                _write_cache(cache, payload)
+                return _from_payload(payload, split, source)
     looked = "\n  ".join(tried) or "(no sources given)"
-    raise D.DataNotFoundError(
+    raise DataNotFoundError(
         f"dataset {NAME!r} not found. Places looked (sources {list(sources)}):\n  {looked}\n"
         f"To provide it: set AMIXUP_DATA_PATH to a folder holding {FOLDER}/ (wnids.txt, train/, val/) or "
-        f"{ARCHIVE}, or put it under {D.REPO_DATA_DIR}/; there is no automatic download."
+        f"{ARCHIVE}, or put it under {_cache.REPO_DATA_DIR}/; there is no automatic download."
     )

@@ -17,14 +17,17 @@ from pathlib import Path, PurePosixPath
 
 import torch
 
-from . import data as D
-from .data import ImageData
+from .cache import _read_cache, _write_cache, cache_dir
+from .imagefolder import _decode_file
+from .images import _CACHE_FORMAT, SPLITS, DataCorruptError, DataNotFoundError, ImageData, _check_choice
 
 #: name -> (environment variable with the image root, list-file prefix)
 LIST_DATASETS = {
     "imagenet_lt": ("AMIXUP_IMAGENET_LT_ROOT", "ImageNet_LT"),
     "places_lt": ("AMIXUP_PLACES_LT_ROOT", "Places_LT"),
 }
+#: name -> number of classes (the labels of its list files lie below it)
+LIST_CLASSES = {"imagenet_lt": 1000, "places_lt": 365}
 _FORMAT = "<relative path> <label>"
 
 
@@ -62,7 +65,7 @@ def _cache_path(list_file: Path, root: Path, size: int) -> Path:
     """Name from the list file's name, a hash of its content and the image root, and the size."""
     h = hashlib.sha1(list_file.read_bytes())
     h.update(str(root.resolve()).encode())
-    return D.cache_dir() / f"{list_file.stem}-{h.hexdigest()[:12]}-{size}px.pt"
+    return cache_dir() / f"{list_file.stem}-{h.hexdigest()[:12]}-{size}px.pt"
 
 
 def _decode_all(list_file: Path, root: Path, entries, size: int) -> torch.Tensor:
@@ -78,9 +81,9 @@ def _decode_all(list_file: Path, root: Path, entries, size: int) -> torch.Tensor
         for i, (number, rel, _) in enumerate(entries):
             path = root / rel
             try:
-                img = D._decode_file(path, ImageReadMode.RGB)
+                img = _decode_file(path, ImageReadMode.RGB)
             except RuntimeError as exc:
-                raise D.DataCorruptError(f"{list_file} line {number}: cannot decode image {path}: {exc}") from exc
+                raise DataCorruptError(f"{list_file} line {number}: cannot decode image {path}: {exc}") from exc
             images[i] = center_crop(resize(img, [size], antialias=True), [size, size])
     return images
 
@@ -108,33 +111,33 @@ def load_image_list(list_file, image_root, *, size: int = 256, classes: list[str
     source = f"list file {list_file.name} under {root}"
     path = _cache_path(list_file, root, size) if cache else None
     if path is not None and path.is_file():
-        payload = D._read_cache(path)
+        payload = _read_cache(path)
         return ImageData(payload["images"], payload["labels"], list(classes), f"cache {path.name} of {source}")
     images = _decode_all(list_file, root, entries, size)
     labels = torch.tensor([label for _, _, label in entries], dtype=torch.int64)
     if path is not None:
-        D._write_cache(path, {"format": D._CACHE_FORMAT, "images": images, "labels": labels, "source": source})
+        _write_cache(path, {"format": _CACHE_FORMAT, "images": images, "labels": labels, "source": source})
     return ImageData(images, labels, list(classes), source)
 
 
 def load_list_dataset(name: str, split: str) -> ImageData:
     """A registered list-file dataset (see LIST_DATASETS) from its environment variable's image root;
     list files ``<prefix>_<split>.txt`` are looked for in the root, then its parent."""
-    D._check_choice("name", name, LIST_DATASETS)
-    D._check_choice("split", split, D.SPLITS)
+    _check_choice("name", name, LIST_DATASETS)
+    _check_choice("split", split, SPLITS)
     var, prefix = LIST_DATASETS[name]
     names = f"{prefix}_train.txt and {prefix}_test.txt"
     value = os.environ.get(var)
     if not value:
-        raise D.DataNotFoundError(f"dataset {name!r}: set {var} to the image root; the list files {names} "
+        raise DataNotFoundError(f"dataset {name!r}: set {var} to the image root; the list files {names} "
                                   "are looked for in it and in its parent")
     root = Path(value).expanduser()
     candidates = [root / f"{prefix}_{split}.txt", root.parent / f"{prefix}_{split}.txt"]
     found = next((p for p in candidates if p.is_file()), None)
     if not root.is_dir() or found is None:
         looked = ", ".join(str(p) for p in candidates)
-        raise D.DataNotFoundError(f"dataset {name!r}: {var}={value} must be a folder of images with the list "
+        raise DataNotFoundError(f"dataset {name!r}: {var}={value} must be a folder of images with the list "
                                   f"files {names} in it or its parent; looked for {looked}")
-    classes = [str(c) for c in range(D.DATASETS[name].num_classes)]
+    classes = [str(c) for c in range(LIST_CLASSES[name])]
     return load_image_list(found, root, classes=classes)
 
