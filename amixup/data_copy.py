@@ -33,40 +33,13 @@ from pathlib import Path
 
 from . import experiments
 from .config import parse_assignments
-from .data import COPY_MARKER
+from .data.copies import ARCHIVE, ORIGINAL_SOURCE, DataCopyError, check_source, expected_source  # noqa: F401
 from .engine import resolve_device
 from .records import REPO_ROOT, read_record
-
-ARCHIVE = "cifar10-jpeg.tar.gz"
-ORIGINAL_SOURCE = f"imagefolder archive {ARCHIVE} (lossy JPEG re-encoding)"
-
-
-class DataCopyError(RuntimeError):
-    """A run would read (or a record was trained on) another copy than its label says."""
-
 
 def results_dir_for(profile: str) -> Path:
     """Where the records of the experiment at a profile go: results/data_copy/<profile>."""
     return REPO_ROOT / "results" / "data_copy" / profile
-
-
-def expected_source(label: str) -> str:
-    """The data source (without a "cache ... of" prefix) of a run on the copy ``label``."""
-    if label == "original":
-        return ORIGINAL_SOURCE
-    quality = int(experiments.data_copy_label(label)[1:])
-    return (f"imagefolder archive {ARCHIVE} (lossy JPEG re-encoding; "
-            f"JPEG-encoded once more at quality {quality} ({COPY_MARKER}))")
-
-
-def check_source(label: str, source: str, what: str = "the data") -> None:
-    """Raise :class:`DataCopyError` unless ``source`` (a record's data.source) is the copy ``label``."""
-    read = re.sub(r"^cache \S+ of ", "", source)
-    want = expected_source(label)
-    if read != want:
-        raise DataCopyError(f"{what} of copy {label!r} came from {read!r}, expected {want!r}. Give each copy its "
-                            f"own folder (the original archive, or the one re-encoded by `python -m amixup.jpegquality "
-                            f"reencode`) and its own cache folder: a cache built from the other copy is read first.")
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ from pathlib import Path
 from . import progress as progress_bars
 from .config import RunConfig
 from .data import DataNotFoundError
+from .data.copies import data_copy_label  # noqa: F401 (the label of a data-copy run; experiments.data_copy_label)
 from .engine import record_path, train
 from .records import read_record
 from .recipes import (ABLATION_ROWS, COARSE_TO_FINE_AUGMENTATION, FINE_OF_COARSE, TABLE4_BETA, TABLE5_BETA,
@@ -103,22 +104,6 @@ def beta_sweep_configs(profile: str, betas=BETA_SWEEP, seeds=(0, 1), device: str
     return [make_config("motivation", profile, dataset="mini_cifar_lt", method="am_mixup", seed=s, beta=float(b),
                         device=device, experiment="beta_sweep", **overrides)
             for b in betas for s in seeds]
-
-
-def data_copy_label(copy: str = "original", quality: int = 75) -> str:
-    """``extra.data_copy`` of a data-copy run: "original" (the copy as it is) or "q<quality>" (re-encoded
-    once more at that JPEG quality); ``copy`` is "original", "reencoded" (at ``quality``) or "q<N>"."""
-    if copy == "original":
-        return "original"
-    if copy == "reencoded":
-        label = f"q{quality}"
-    elif isinstance(copy, str) and copy[:1] == "q" and copy[1:].isdigit():
-        label = copy
-    else:
-        raise ValueError(f"copy must be 'original', 'reencoded' or 'q<quality>' (e.g. 'q75'), got {copy!r}")
-    if not 1 <= int(label[1:]) <= 100:
-        raise ValueError(f"the JPEG quality of copy {copy!r} must lie in 1..100")
-    return label
 
 
 def data_copy_configs(profile: str, copy: str = "original", seeds=(0, 1), methods=("ce", "am_mixup"),

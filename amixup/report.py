@@ -675,8 +675,8 @@ def _copy_label(record) -> str:
 
 def data_copy_records(records_with_paths) -> tuple[list[dict], list[str]]:
     """(records under results/data_copy/ whose data source is the copy they are labelled with,
-    "run id: why" of those that are not: amixup.data_copy.check_source)."""
-    from .data_copy import DataCopyError, check_source
+    "run id: why" of those that are not: amixup.data.copies.check_source)."""
+    from .data.copies import DataCopyError, check_source
 
     kept, rejected = [], []
     for path, rec in records_with_paths:

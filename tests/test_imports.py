@@ -88,3 +88,19 @@ def test_no_import_cycle():
 def test_find_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def _reach(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def test_the_report_sits_below_training():
+    """The report reads records: nothing it imports trains (the data-copy study's checks live in amixup.data.copies)."""
+    reached = _reach(import_graph(), "amixup.report")
+    assert not reached & {"amixup.engine", "amixup.sweep", "amixup.experiments", "amixup.data_copy", "amixup.step"}
