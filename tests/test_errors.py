@@ -113,7 +113,7 @@ def test_the_static_step_with_adamw_is_an_error_before_any_data_is_loaded(monkey
     with pytest.raises(SystemExit) as info:
         cli(["train", "--profile", "smoke", "--set", "step_mode=static", "--set", "optimizer=adamw"])
     err = capsys.readouterr().err
-    assert info.value.code == 2 and "need optimizer='sgd'" in err and "Traceback" not in err
+    assert info.value.code == 2 and "needs optimizer='sgd'" in err and "Traceback" not in err
 
 
 def test_a_parameter_found_wrong_in_training_is_a_message_not_a_traceback(tmp_path, monkeypatch, capsys):
