@@ -28,7 +28,8 @@ def launch(args: list, nproc: int = 2, ok: bool = True, timeout: float = 600) ->
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     if ok and done.returncode != 0 and TEARDOWN_ABORT in done.stderr:
         # gloo's teardown race in PyTorch (a worker thread still joinable when the process exits: SIGABRT after the
-        # work is done; seen once in about 40 CI runs of this file, pytorch/pytorch#179291). Runs resume from their
+        # work is done; seen once here, in a fresh-clone run of the whole suite, and not in 3 reruns of that test;
+        # pytorch/pytorch#179291). Runs resume from their
         # checkpoint or return their record, so launching again is the same command; any other failure fails.
         done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert (done.returncode == 0) == ok, done.stderr[-3000:]
