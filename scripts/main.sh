@@ -11,11 +11,12 @@ START=$SECONDS
 # CIFAR-10 otherwise.
 python -m amixup prepare cifar10 --download
 # The runs' progress (which run, epoch k of N, time left) goes to this terminal, not into the notebook.
-# Table 2's silent-choices study (15 more CE runs a seed) is left out (choice_seeds []): pass
-# -p choice_seeds "[0]" to add it.
+# Table 2's silent-choices study (15 more CE runs a seed) and the four methods under the combination closest to the
+# paper's CE are left out (choice_seeds [], pattern_seeds []): pass -p choice_seeds "[0]" -p pattern_seeds "[0]" to add them.
 echo "running notebooks/01_motivation.ipynb ($PROFILE profile); progress below"
 AMIXUP_PROGRESS=terminal papermill notebooks/01_motivation.ipynb "$OUT/01_motivation.ipynb" -k python3 \
-  --no-progress-bar -p profile "$PROFILE" -p results_dir "$OUT" -p choice_seeds "[]" "$@"
+  --no-progress-bar -p profile "$PROFILE" -p results_dir "$OUT" -p choice_seeds "[]" \
+  -p pattern_seeds "[]" "$@"
 ELAPSED=$((SECONDS - START))
 cat <<MSG
 

@@ -81,3 +81,18 @@ def test_no_committed_result_is_ignored():
     assert out == ""
     assert subprocess.run(["git", "check-ignore", "-q", "results/01_motivation/paper/01_motivation.ipynb"],
                           cwd=ROOT).returncode == 1
+
+
+def test_every_parameter_main_sh_passes_is_a_parameter_of_the_notebook():
+    """papermill injects an unknown name without complaint: a parameter renamed in the notebook would silently stop
+    main.sh's choice (e.g. leaving the silent-choices study out)."""
+    import json
+    import re
+
+    script = (ROOT / "scripts" / "main.sh").read_text()
+    passed = set(re.findall(r"-p (\w+) ", script))
+    cells = json.loads((ROOT / "notebooks" / "01_motivation.ipynb").read_text())["cells"]
+    parameters = next(c for c in cells if "parameters" in c["metadata"].get("tags", []))
+    defined = set(re.findall(r"^(\w+) *=", "".join(parameters["source"]), re.M))
+    assert {"profile", "results_dir", "choice_seeds", "pattern_seeds"} <= passed
+    assert passed <= defined, passed - defined
