@@ -839,9 +839,23 @@ def choices_sentence(choice_records, records_with_paths) -> str:
             f"minority collapse of the paper's CE) under {len(collapsed)} of {len(summary)} combinations; main effect "
             f"on few-class accuracy (changed minus kept, over the combinations present): "
             + "; ".join(f"{r.choice} -> {r.changed_to}: {r.acc_few:+.1f}" for r in effects.itertuples())
-            + "." + ("" if any(r["config"]["method"] != "ce" for r in choice_records) else
-                     " Whether mixup and manifold mixup then beat CE, as Section 3 says, needs their runs under "
-                     "that combination (none yet)."))
+            + ". " + _pattern_sentence(choice_records, closest))
+
+
+def _pattern_sentence(choice_records, closest) -> str:
+    """Every method at the paper profile under the choices ``closest`` holds (notebook 01's pattern runs): their
+    accuracies and whether the paper's order (CE far below both mixups) holds there."""
+    recs = [r for r in choice_records if r["config"]["profile"] == PAPER_PROFILE]
+    frame = tables.choice_frame(recs)
+    for name in tables.CHOICES:
+        frame = frame[frame[name] == closest[name]] if not frame.empty else frame
+    if frame.empty or set(frame["method"]) == {"ce"}:
+        return ("Whether mixup and manifold mixup then beat CE, as Section 3 says, needs their runs under that "
+                "combination (none yet).")
+    summary = tables.choice_summary(frame)
+    shown = ", ".join(f"{r.method} {r.acc_all:.2f} (few {r.acc_few:.2f}, {r.seeds} seed(s))"
+                      for r in summary.itertuples())
+    return f"Under it: {shown}. " + tables.table2_pattern_verdict(summary, closest)
 
 
 def causes_paragraph(records_with_paths, copy_rows: pd.DataFrame) -> str:

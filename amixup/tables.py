@@ -236,3 +236,27 @@ def write_csv(frame: pd.DataFrame, path, decimals: int = 4) -> None:
     """``frame`` as CSV at ``path`` with floats rounded to ``decimals`` (no float noise such as
     34.150000000000006)."""
     frame.round(decimals).to_csv(Path(path), index=False)
+
+
+def table2_pattern_verdict(summary, closest, margin: float = 5.0) -> str:
+    """Whether Table 2's baseline pattern (CE far below mixup and manifold mixup: the paper has 42.5 against 59.4
+    and 65.4) holds under the choices of ``closest`` (a row of ``tables.choice_summary``), said plainly: both mixups
+    above CE by at least ``margin`` points, one of them, neither, or untested where their runs are missing."""
+    same = summary
+    for name in CHOICES:
+        same = same[same[name] == closest[name]]
+    accuracy = {m: same.loc[same["method"] == m, "acc_all"] for m in ("ce", "mixup", "manifold_mixup")}
+    combo = {name: closest[name].item() if hasattr(closest[name], "item") else closest[name] for name in CHOICES}
+    missing = [m for m, acc in accuracy.items() if acc.empty]
+    if missing:
+        return (f"The paper's pattern (CE far below mixup and manifold mixup) is untested under this combination: "
+                f"{', '.join(missing)} have no run under it yet (experiments.table2_choice_configs(profile, "
+                f"methods=experiments.METHODS, seeds=[0, 1, 2], combinations=[{combo}])).")
+    ce = float(accuracy["ce"].iloc[0])
+    above = [m for m in ("mixup", "manifold_mixup") if float(accuracy[m].iloc[0]) >= ce + margin]
+    scores = ", ".join(f"{m} {float(accuracy[m].iloc[0]):.2f}" for m in ("mixup", "manifold_mixup"))
+    if len(above) == 2:
+        return f"This combination reproduces the paper's pattern: CE {ce:.2f} lies {margin:g}+ points below {scores}."
+    if above:
+        return f"This combination reproduces the paper's pattern in part: CE {ce:.2f} against {scores}."
+    return f"This combination does not reproduce the paper's pattern: CE {ce:.2f} against {scores}."

@@ -555,6 +555,21 @@ def test_causes_paragraph_names_the_measurements_not_in_yet(tmp_path):
     assert "The data-copy runs here (1, profile quick) are shorter than the paper's recipe" in text
 
 
+def test_causes_paragraph_says_whether_the_closest_combination_reproduces_the_paper_order(tmp_path):
+    """With mixup and manifold mixup runs under the combination closest to the paper's CE, the paragraph shows every
+    method there and the plain verdict (both mixups 5+ points above CE, one, or neither)."""
+    folder = "01_motivation/paper/table2_choices"
+    write(tmp_path, [make_record("table2_choices", "mini_cifar_lt", "ce", 0, model="cnn_vis2d", acc=45.0, few=2.0),
+                     make_record("table2_choices", "mini_cifar_lt", "mixup", 0, model="cnn_vis2d", acc=52.0),
+                     make_record("table2_choices", "mini_cifar_lt", "manifold_mixup", 0, model="cnn_vis2d", acc=48.0)],
+          folder=folder)
+    text = report.causes_paragraph(report.read_run_records(tmp_path), pd.DataFrame())
+    assert ("Under it: ce 45.00 (few 2.00, 1 seed(s)), mixup 52.00 (few 42.00, 1 seed(s)), manifold_mixup 48.00 "
+            "(few 38.00, 1 seed(s)). This combination reproduces the paper's pattern in part: CE 45.00 against "
+            "mixup 52.00, manifold_mixup 48.00.") in text
+    assert "none yet" not in text
+
+
 def test_report_is_deterministic_and_states_its_measured_inputs(tmp_path):
     results = synthetic_results(tmp_path)
     a = report.build(results, report.load_paper(), ["cifar10", "mnist"], notes=["x.tar.gz: quality about 75"])
