@@ -24,7 +24,7 @@ import torch
 
 from .mixing import BatchDraw, MixPolicy
 from .models import SplitModel
-from .step import EpochSums, TrainStep, frozen_batchnorm_stats  # noqa: F401 (frozen_batchnorm_stats: re-exported)
+from .step import EpochSums, TrainStep
 
 #: Eager full-size steps before the first capture (lazy initialisation of cuBLAS / cuDNN and the
 #: allocator happens outside the graph, as torch.cuda.graphs asks).
