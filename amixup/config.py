@@ -24,7 +24,8 @@ DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")  # N: a GPU index >= 0
 #: defaults, so earlier records keep their ids.
 _DIGEST_OPTIONAL = {"precision": "fp32", "augmentation": "crop_flip", "crop_size": 224, "cosine_t_max": None,
                     "cache_frozen_features": True, "step_size": 0, "eval_batch_size": 512,
-                    "frozen_stages": 0, "color_jitter": 0.0, "model_options": {}}
+                    "frozen_stages": 0, "color_jitter": 0.0, "model_options": {},
+                    "longtail_selection": "randperm", "normalization": {}}
 #: Fields that say how a run is executed, not what it trains (like the device): never in the run id.
 _EXECUTION_ONLY = ("device", "step_mode", "checkpoint_every")
 #: Execution-only fields of earlier versions: a record that holds one at this value reads as if it did not (the run
@@ -149,6 +150,22 @@ def check_types(config) -> None:
         raise ValueError("; ".join(bad))
 
 
+def check_normalization(value: dict, dataset_stats=None) -> None:
+    """Raise ``ValueError`` unless ``value`` is ``{"mean": [...], "std": [...]}``: finite numbers, one of each per
+    channel (as many as ``dataset_stats``' means where the dataset's statistics are known), every std > 0."""
+    form = 'normalization must be {} (the dataset\'s statistics) or {"mean": [...], "std": [...]} per channel'
+    if not isinstance(value, dict) or set(value) != {"mean", "std"}:
+        raise ValueError(f"{form}, got {value!r}")
+    mean, std = value["mean"], value["std"]
+    numbers_only = all(isinstance(v, (list, tuple)) and v and all(
+        isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x) for x in v) for v in (mean, std))
+    if not numbers_only or len(mean) != len(std) or not all(s > 0 for s in std):
+        raise ValueError(f"{form}: finite numbers, as many means as stds, every std > 0; got {value!r}")
+    if dataset_stats is not None and len(mean) != len(dataset_stats[0]):
+        raise ValueError(f"normalization has {len(mean)} channel(s) but the dataset's images have "
+                         f"{len(dataset_stats[0])}; got {value!r}")
+
+
 @dataclass
 class RunConfig:
     """Everything that determines a run. Defaults are close to the paper's motivation recipe but not all of it
@@ -161,6 +178,8 @@ class RunConfig:
     dataset: str = "mini_cifar_lt"
     imb_factor: float | None = None     # None: the dataset's default (mini_cifar_lt: 200)
     subsample_seed: int = 0             # which images the long-tail subsampling keeps (LDAM-DRW: 0)
+    longtail_selection: str = "randperm"  # how that seed picks them: randperm (ours) | ldam_drw (LDAM-DRW's numpy
+    # draw; amixup.data.LONGTAIL_SELECTIONS)
     train_subset: int | None = None     # cap on training images (stratified), for smoke/quick profiles
     test_subset: int | None = None      # cap on test images (stratified)
     crop_padding: int = 4               # RandomCrop(32, padding=4) as in the mixup / LDAM-DRW code
@@ -169,6 +188,8 @@ class RunConfig:
     crop_size: int = 224                # resized_crop_flip: RandomResizedCrop size; test images center-cropped to it
     color_jitter: float = 0.0           # s > 0: ColorJitter(brightness=s, contrast=s, saturation=s) of the training
     # images after the crop and flip (ImageNet-LT, Places-LT: 0.4, as MiSLAS); 0: none
+    normalization: dict = field(default_factory=dict)  # {}: the dataset's per-channel statistics
+    # (amixup.data.normalization); else {"mean": [...], "std": [...]} per channel in [0, 1] pixel units
     # model and method
     model: str = "cnn_vis2d"
     model_options: dict = field(default_factory=dict)  # the model's own arguments where the paper is silent,
@@ -296,6 +317,14 @@ class RunConfig:
         for name in ("seed", "subsample_seed"):
             if not 0 <= getattr(self, name) < 2 ** 63:
                 raise ValueError(f"{name} must lie in [0, 2**63), got {getattr(self, name)!r}")
+        if self.longtail_selection not in data.LONGTAIL_SELECTIONS:
+            raise ValueError(f"longtail_selection must be one of {list(data.LONGTAIL_SELECTIONS)}, "
+                             f"got {self.longtail_selection!r}")
+        if self.longtail_selection != "randperm" and not spec.longtail:
+            raise ValueError(f"longtail_selection applies to the subsampled long-tailed datasets only, "
+                             f"not {self.dataset!r}; leave it at 'randperm'")
+        if self.normalization:
+            check_normalization(self.normalization, data.NORMALIZATION.get(spec.base))
         if self.color_jitter < 0:
             raise ValueError(f"color_jitter must be >= 0 (brightness, contrast and saturation factors drawn from "
                              f"[max(0, 1 - s), 1 + s]; 0: no colour jitter), got {self.color_jitter!r}")

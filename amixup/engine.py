@@ -94,7 +94,7 @@ def load_data(config: RunConfig):
     """Train and test :class:`~amixup.data.ImageData` of a config (subsets applied), and the
     per-class counts of the full training set (which define many/median/few)."""
     train = datasets.build_dataset(config.dataset, "train", imb_factor=config.imb_factor,
-                                   subsample_seed=config.subsample_seed)
+                                   subsample_seed=config.subsample_seed, longtail_selection=config.longtail_selection)
     test = datasets.build_dataset(config.dataset, "test", imb_factor=config.imb_factor,
                                   subsample_seed=config.subsample_seed)
     full_counts = train.counts()
@@ -277,7 +277,7 @@ def build_run(config: RunConfig, results_dir: Path) -> Run:
     spec = resolve_spec(config.method, config.rate, config.one_sided, config.last_layer)
     train_data, test_data, full_counts = load_data(config)
     input_size = _input_size(config, train_data)
-    mean, std = datasets.normalization(config.dataset)
+    mean, std = normalization(config, train_data)
     torch.manual_seed(config.seed)
     model = build_model(config.model, train_data.num_classes, train_data.images.shape[1], input_size,
                         **config.model_options)
@@ -393,8 +393,20 @@ def _sample_shape(config: RunConfig, train_data, input_size: int) -> tuple[int, 
     return (c, input_size, input_size) if config.augmentation == "resized_crop_flip" else (c, h, w)
 
 
+def normalization(config: RunConfig, data: "datasets.ImageData") -> tuple:
+    """Per-channel (mean, std) of a run's images: ``config.normalization`` where it is given, else the
+    dataset's statistics; a ``ValueError`` when its channels are not the images' channels."""
+    if not config.normalization:
+        return datasets.normalization(config.dataset)
+    mean, std = tuple(config.normalization["mean"]), tuple(config.normalization["std"])
+    if len(mean) != data.images.shape[1]:
+        raise ValueError(f"normalization has {len(mean)} channel(s) but the images of {config.dataset!r} have "
+                         f"{data.images.shape[1]}")
+    return mean, std
+
+
 def _test_loader(config: RunConfig, test_data, device) -> TensorLoader:
-    mean, std = datasets.normalization(config.dataset)
+    mean, std = normalization(config, test_data)
     return TensorLoader(test_data.images, test_data.labels, config.eval_batch_size, device=device, mean=mean,
                         std=std, train=False, augmentation=config.augmentation, crop_size=config.crop_size)
 

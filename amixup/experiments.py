@@ -121,6 +121,14 @@ def data_copy_configs(profile: str, copy: str = "original", seeds=(0, 1), method
             for m in methods for s in seeds]
 
 
+def ldam_drw_control_configs(profile: str, seeds=(0,), device: str = "auto", **overrides) -> list[RunConfig]:
+    """The LDAM-DRW control (notebook 02): CE on CIFAR-10-LT at imbalance 100 with the ERM recipe of LDAM-DRW's
+    code (``recipes.LDAM_DRW_ERM``), per seed, experiment "ldam_drw_control"."""
+    return [make_config("ldam_drw_erm", profile, dataset=DATA_COPY_DATASET, imb_factor=DATA_COPY_IMB, seed=s,
+                        device=device, experiment="ldam_drw_control", **overrides)
+            for s in seeds]
+
+
 def table1_configs(profile: str, methods=METHODS, seeds=(0,), beta: float = 0.34, device: str = "auto",
                    **overrides) -> list[tuple[RunConfig, RunConfig]]:
     """Table 1: (pre-training on Mini-CIFAR-Coarse with the method, fine-tuning a new head on the

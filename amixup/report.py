@@ -843,19 +843,41 @@ def choices_sentence(choice_records, records_with_paths) -> str:
 
 
 def _pattern_sentence(choice_records, closest) -> str:
-    """Every method at the paper profile under the choices ``closest`` holds (notebook 01's pattern runs): their
-    accuracies and whether the paper's order (CE far below both mixups) holds there."""
-    recs = [r for r in choice_records if r["config"]["profile"] == PAPER_PROFILE]
-    frame = tables.choice_frame(recs)
-    for name in tables.CHOICES:
-        frame = frame[frame[name] == closest[name]] if not frame.empty else frame
-    if frame.empty or set(frame["method"]) == {"ce"}:
+    """Every method at the paper profile under each combination that has runs besides CE (notebook 01's pattern
+    runs): their accuracies and whether the paper's order (CE far below both mixups) holds there. A combination other
+    than ``closest`` (the closest by the current means) is named as such."""
+    frame = tables.choice_frame([r for r in choice_records if r["config"]["profile"] == PAPER_PROFILE])
+    others = frame[frame["method"] != "ce"] if not frame.empty else frame
+    if others.empty:
         return ("Whether mixup and manifold mixup then beat CE, as Section 3 says, needs their runs under that "
                 "combination (none yet).")
-    summary = tables.choice_summary(frame)
-    shown = ", ".join(f"{r.method} {r.acc_all:.2f} (few {r.acc_few:.2f}, {r.seeds} seed(s))"
-                      for r in summary.itertuples())
-    return f"Under it: {shown}. " + tables.table2_pattern_verdict(summary, closest)
+    out = []
+    for _, combo in others[list(tables.CHOICES)].drop_duplicates().iterrows():
+        same = frame
+        for name in tables.CHOICES:
+            same = same[same[name] == combo[name]]
+        summary = tables.choice_summary(same)
+        shown = ", ".join(f"{r.method} {r.acc_all:.2f} (few {r.acc_few:.2f}, {r.seeds} seed(s))"
+                          for r in summary.itertuples())
+        if all(combo[name] == closest[name] for name in tables.CHOICES):
+            where = "Under it"
+        else:
+            where = ("Every method under " + ", ".join(f"{name}={combo[name]!s}" for name in tables.CHOICES)
+                     + " (notebook 01's pattern_choices; not the closest by the current means)")
+        out.append(f"{where}: {shown}. " + tables.table2_pattern_verdict(summary, combo))
+    return " ".join(out)
+
+
+def control_sentence(control_records, records_with_paths) -> str:
+    """What the LDAM-DRW control (notebook 02) measured at the paper profile, beside Table 3's CE on the same seeds
+    and the cited CE figure (``tables.ldam_control_verdict``)."""
+    paper_runs = [r for r in control_records if r["config"]["profile"] == PAPER_PROFILE]
+    if not paper_runs:
+        return (f"The LDAM-DRW control has {len(control_records)} run(s), none at the paper profile "
+                f"({_join(r['config']['profile'] for r in control_records)}).")
+    table3 = [r for _, r in records_with_paths if r["config"].get("experiment") == "table3"]
+    comparison = tables.ldam_control_comparison(paper_runs, table3, tables.load_paper_results())
+    return "The LDAM-DRW control (notebook 02, paper profile): " + tables.ldam_control_verdict(comparison)
 
 
 def causes_paragraph(records_with_paths, copy_rows: pd.DataFrame) -> str:
@@ -879,10 +901,7 @@ def causes_paragraph(records_with_paths, copy_rows: pd.DataFrame) -> str:
         out.append("One more JPEG step (data copy, paper profile, acc_all, re-encoded minus original): "
                    + ("; ".join(parts) if parts else "no re-encoded copy has paper-profile runs yet") + ".")
     if found["ldam_drw"]:
-        recs = found["ldam_drw"]
-        out.append(f"The LDAM-DRW control has {len(recs)} run(s): "
-                   + ", ".join(f"{r['config']['dataset']} seed {r['config']['seed']} ({r['config']['profile']}): "
-                               f"{r['metrics']['last']['acc_all']:.2f}" for r in recs) + ".")
+        out.append(control_sentence(found["ldam_drw"], records_with_paths))
     if absent:
         out.append("Not in yet, so none of the differences above is explained by a measurement here: "
                    + "; ".join(absent) + ".")

@@ -31,6 +31,39 @@ def test_cifar_lt_warmup_and_steps():
     assert lrs == pytest.approx([0.02, 0.04, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
 
 
+def test_ldam_drw_control_recipe_is_cifar_lt_with_ldam_drws_decay_normalisation_and_images():
+    c = make_config("ldam_drw_erm", dataset="cifar10_lt", imb_factor=100)
+    lrs = [learning_rate(c, e) for e in (0, 4, 5, 159, 160, 179, 180, 199)]
+    # LDAM-DRW's adjust_learning_rate (1-based epoch): lr * epoch / 5 up to 5, x0.01 above 160, x0.0001 above 180
+    assert lrs == pytest.approx([0.02, 0.1, 0.1, 0.1, 1e-3, 1e-3, 1e-5, 1e-5])
+    assert c.method == "ce" and c.precision == "fp32" and c.longtail_selection == "ldam_drw"
+    assert c.normalization == {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2023, 0.1994, 0.2010]}
+    lt = make_config("cifar_lt", dataset="cifar10_lt", imb_factor=100)
+    same = {k for k, v in c.to_dict().items() if v == lt.to_dict()[k]}
+    assert set(c.to_dict()) - same == {"gamma", "normalization", "longtail_selection"}
+    c.normalization["std"][0] = 1.0  # a config never shares its dict with the recipe
+    assert RECIPES["ldam_drw_erm"]["normalization"]["std"][0] == 0.2023
+
+
+@pytest.mark.parametrize("value,match", [
+    ({"mean": [0.5, 0.5, 0.5]}, "normalization must be"),
+    ({"mean": [0.5, 0.5, 0.5], "std": [0.2, 0.0, 0.2]}, "every std > 0"),
+    ({"mean": [0.5, 0.5], "std": [0.2, 0.2, 0.2]}, "as many means as stds"),
+    ({"mean": [0.5], "std": [0.2]}, "1 channel"),
+    ({"mean": ["a", 0.5, 0.5], "std": [0.2, 0.2, 0.2]}, "finite numbers"),
+])
+def test_bad_normalization_is_refused_naming_the_parameter(value, match):
+    with pytest.raises(ValueError, match=match):
+        make_config("cifar_lt", dataset="cifar10_lt", imb_factor=100, normalization=value)
+
+
+def test_longtail_selection_is_checked_and_applies_to_long_tails_only():
+    with pytest.raises(ValueError, match="longtail_selection must be one of"):
+        make_config("cifar_lt", dataset="cifar10_lt", imb_factor=100, longtail_selection="numpy")
+    with pytest.raises(ValueError, match="long-tailed datasets only"):
+        make_config("benchmark_cifar10", longtail_selection="ldam_drw")
+
+
 def test_cosine_schedule():
     c = RunConfig(lr_schedule="cosine", epochs=10, lr=0.2)
     assert learning_rate(c, 0) == pytest.approx(0.2) and learning_rate(c, 5) == pytest.approx(0.1)
@@ -173,6 +206,10 @@ def test_new_fields_at_their_defaults_keep_earlier_run_ids():
     b = make_config("motivation", "paper", method="ce", experiment="table2", augmentation="resized_crop_flip")
     assert b.run_id() != a.run_id()
     assert make_config("motivation", "paper", method="ce", experiment="table2", color_jitter=0.4).run_id() != a.run_id()
+    assert make_config("motivation", "paper", method="ce", experiment="table2",
+                       normalization={"mean": [0.5] * 3, "std": [0.25] * 3}).run_id() != a.run_id()
+    assert make_config("motivation", "paper", method="ce", experiment="table2",
+                       longtail_selection="ldam_drw").run_id() != a.run_id()
 
 
 def test_one_epoch_profiles_keep_warmup_below_the_epoch_count():

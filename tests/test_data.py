@@ -153,6 +153,30 @@ def test_longtail_subset_counts_and_determinism():
     assert lt.classes == data.classes and lt.source == data.source
 
 
+def test_ldam_drw_selection_keeps_the_images_ldam_drws_code_keeps():
+    """LDAM-DRW's IMBALANCECIFAR10.gen_imbalanced_data, written the way it draws: np.random.seed(0) once, then for
+    each class in order np.where, np.random.shuffle, the first n kept. Ours uses a RandomState of its own."""
+    data = synthetic([50, 50, 50, 50])
+    want = D.longtail_counts(50, 4, 10)
+    saved = np.random.get_state()
+    try:
+        np.random.seed(0)
+        expected = []
+        for c, n in enumerate(want):
+            idx = np.where(data.labels.numpy() == c)[0]
+            np.random.shuffle(idx)
+            expected += idx[:n].tolist()
+        np.random.seed(123)  # the global state is not what ours reads
+        lt = D.longtail_subset(data, 10, seed=0, selection="ldam_drw")
+    finally:
+        np.random.set_state(saved)
+    kept = lt.images[:, 0, 0, 0].to(torch.int64).tolist()  # image value = original index
+    assert kept == sorted(expected) and lt.counts() == want
+    assert kept != D.longtail_subset(data, 10, seed=0).images[:, 0, 0, 0].to(torch.int64).tolist()
+    with pytest.raises(ValueError, match="longtail_selection must be one of"):
+        D.longtail_subset(data, 10, selection="numpy")
+
+
 def test_longtail_head_balanced_is_the_class_size():
     assert D.longtail_head([5000] * 10, 100) == 5000
     assert D.longtail_head([500] * 100, 10) == 500

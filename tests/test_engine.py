@@ -80,6 +80,30 @@ def test_every_table7_row_trains(row, data_env, tmp_path):
         assert rec["lambda_trajectory"][0] == 1.0 and rec["lambda_trajectory"][1] < 1.0
 
 
+def test_the_ldam_drw_control_trains_with_its_normalisation_and_its_images(data_env, tmp_path, monkeypatch):
+    from amixup import experiments
+    from amixup.recipes import LDAM_DRW_NORMALIZATION
+
+    config = experiments.ldam_drw_control_configs("smoke", device="cpu", epochs=1, **SMOKE)[0]
+    seen = []
+    loader = engine.TensorLoader
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["train"], kwargs["mean"], kwargs["std"]))
+        return loader(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "TensorLoader", spy)
+    rec = train(config, tmp_path, progress=False)
+    assert {(t, tuple(m), tuple(s)) for t, m, s in seen} == {
+        (t, tuple(LDAM_DRW_NORMALIZATION["mean"]), tuple(LDAM_DRW_NORMALIZATION["std"])) for t in (True, False)}
+    assert rec["config"]["experiment"] == "ldam_drw_control" and rec["config"]["longtail_selection"] == "ldam_drw"
+    full = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50] if data_env["kind"] == "real" else None
+    assert full is None or rec["data"]["full_train_counts"] == full
+    ours = engine.load_data(make_config("cifar_lt", "smoke", dataset="cifar10_lt", imb_factor=100, **SMOKE))[0]
+    theirs = engine.load_data(config)[0]
+    assert theirs.counts() == ours.counts() and not torch.equal(theirs.images, ours.images)
+
+
 def test_same_seed_same_record_other_seed_differs(data_env, tmp_path):
     a = train(smoke("am_mixup"), tmp_path / "a", progress=False)
     b = train(smoke("am_mixup"), tmp_path / "b", progress=False)

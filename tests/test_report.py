@@ -570,6 +570,27 @@ def test_causes_paragraph_says_whether_the_closest_combination_reproduces_the_pa
     assert "none yet" not in text
 
 
+def test_causes_paragraph_shows_the_ldam_drw_control_against_the_cited_figure_and_table3(tmp_path):
+    """The control's best epoch against the cited CE (70.4, [10]) and its change against Table 3's CE on the same seed;
+    a control at another profile is named, not compared."""
+    write(tmp_path, [make_record("ldam_drw_control", "cifar10_lt", "ce", 0, imb=100, profile="quick")],
+          folder="02_imbalanced_lt/quick/ldam_drw_control")
+    text = report.causes_paragraph(report.read_run_records(tmp_path), pd.DataFrame())
+    assert "The LDAM-DRW control has 1 run(s), none at the paper profile (quick)." in text
+    write(tmp_path, [make_record("ldam_drw_control", "cifar10_lt", "ce", 0, imb=100, acc=66.0)],
+          folder="02_imbalanced_lt/paper/ldam_drw_control")
+    write(tmp_path, [make_record("table3", "cifar10_lt", "ce", 0, imb=100, acc=64.0),
+                     make_record("table3", "cifar10_lt", "ce", 1, imb=100, acc=60.0)],
+          folder="02_imbalanced_lt/paper/table3")
+    text = report.causes_paragraph(report.read_run_records(tmp_path), pd.DataFrame())
+    # best = last + 1 (make_record): control 67.00 - 70.40 = -3.40; against Table 3's seed 0 (64, best 65): +2.00, +2.00
+    assert ("The LDAM-DRW control (notebook 02, paper profile): LDAM-DRW's ERM recipe on our copy: last epoch 66.00, "
+            "best 67.00 (1 seed, fp32) against the cited 70.40 (best epoch): -3.40 points.") in text
+    assert ("LDAM-DRW's recipe moves our CE by +2.00 points at the last epoch and +2.00 at the best (few classes "
+            "+2.00).") in text
+    assert "the LDAM-DRW control (a run" not in text  # no longer listed as not in yet
+
+
 def test_report_is_deterministic_and_states_its_measured_inputs(tmp_path):
     results = synthetic_results(tmp_path)
     a = report.build(results, report.load_paper(), ["cifar10", "mnist"], notes=["x.tar.gz: quality about 75"])

@@ -23,8 +23,8 @@ from .images import (_CACHE_FORMAT, CIFAR10_CLASSES, CIFAR100_CLASSES, CIFAR100_
                      CIFAR100_COARSE_OF_FINE, DEFAULT_SOURCES, MNIST_CLASSES, SPLITS, DataCorruptError,
                      DataNotFoundError, ImageData, WeightsNotFoundError, _check_choice)
 from .mnist import read_idx
-from .registry import (_LOADERS, _MODULES, DATASETS, NORMALIZATION, PATH_PREFIXES, DatasetSpec, base_of,
-                       build_dataset, dataset_spec, longtail_counts, longtail_head, longtail_subset,
+from .registry import (_LOADERS, _MODULES, DATASETS, LONGTAIL_SELECTIONS, NORMALIZATION, PATH_PREFIXES, DatasetSpec,
+                       base_of, build_dataset, dataset_spec, longtail_counts, longtail_head, longtail_subset,
                        normalization, plugin_modules, register_dataset)
 from .torchvision_sources import torchvision_loader
 

@@ -88,16 +88,36 @@ def longtail_head(counts, imb_factor: float) -> int:
 
 
 
-def longtail_subset(data: ImageData, imb_factor: float, seed: int = 0) -> ImageData:
+#: How a long tail picks which images of a class it keeps (``RunConfig.longtail_selection``).
+LONGTAIL_SELECTIONS = {
+    "randperm": "the first n of torch.randperm per class, one generator seeded with the seed (ours)",
+    "ldam_drw": "the first n of each class's indices after numpy's legacy np.random.seed(seed) + shuffle, "
+                "class by class (LDAM-DRW's IMBALANCECIFAR10; its images where the copy keeps canonical order)",
+}
+
+
+def longtail_subset(data: ImageData, imb_factor: float, seed: int = 0, selection: str = "randperm") -> ImageData:
     """Keep longtail_counts(n_max, C, imb_factor)[c] seeded-random images of class c, in original order, where
-    n_max is :func:`longtail_head` of the class counts (the class size of a balanced dataset)."""
+    n_max is :func:`longtail_head` of the class counts (the class size of a balanced dataset); ``selection``
+    (:data:`LONGTAIL_SELECTIONS`) says which random draw picks them."""
+    _check_choice("longtail_selection", selection, LONGTAIL_SELECTIONS)
     have = data.counts()
     want = longtail_counts(longtail_head(have, imb_factor), data.num_classes, imb_factor)
     gen = torch.Generator().manual_seed(seed)
+    legacy = None
+    if selection == "ldam_drw":
+        import numpy as np
+
+        legacy = np.random.RandomState(seed)  # the global state np.random.seed(seed) sets
     keep = []
     for c, (n_have, n_want) in enumerate(zip(have, want)):
         idx = torch.nonzero(data.labels == c).flatten()
-        keep.append(idx[torch.randperm(n_have, generator=gen)[:n_want]])
+        if legacy is None:
+            keep.append(idx[torch.randperm(n_have, generator=gen)[:n_want]])
+        else:
+            order = idx.numpy().copy()
+            legacy.shuffle(order)
+            keep.append(torch.from_numpy(order[:n_want]))
     return data.subset(torch.sort(torch.cat(keep)).values)
 
 
@@ -167,8 +187,9 @@ def _keep_classes(data: ImageData, keep: tuple[int, ...]) -> ImageData:
 
 
 def build_dataset(name: str, split: str, *, imb_factor: float | None = None, subsample_seed: int = 0,
-                  download: bool = False) -> ImageData:
-    """A registry dataset (see DATASETS); long-tailed variants subsample only the train split."""
+                  longtail_selection: str = "randperm", download: bool = False) -> ImageData:
+    """A registry dataset (see DATASETS); long-tailed variants subsample only the train split (which images:
+    ``subsample_seed`` and ``longtail_selection``, see :func:`longtail_subset`)."""
     spec = dataset_spec(name)
     _check_choice("split", split, SPLITS)
     if spec.longtail:
@@ -186,7 +207,7 @@ def build_dataset(name: str, split: str, *, imb_factor: float | None = None, sub
     if spec.coarse is not None:
         data = data.relabel(list(spec.coarse[0]), list(spec.coarse[1]))
     if spec.longtail and split == "train":
-        data = longtail_subset(data, imb_factor, seed=subsample_seed)
+        data = longtail_subset(data, imb_factor, seed=subsample_seed, selection=longtail_selection)
     return data
 
 
