@@ -669,24 +669,56 @@ COPY_METRICS = ("acc_all", "acc_few")
 GAP_DATASET, GAP_IMB = "cifar10_lt", 100  # the Table 3 cells the data-copy experiment is set beside
 
 
+#: Config fields that name a run or say how it executes, not what it trains on which images.
+_NAMING_FIELDS = ("experiment", "extra", "device", "step_mode", "checkpoint_every", "seed")
+
+
 def _copy_label(record) -> str:
+    """The copy a data-copy record names; a Table 3 record is a run on the copy as it is ("original")."""
+    if record["config"].get("experiment") == "table3":
+        return "original"
     return str(record["config"].get("extra", {}).get("data_copy", "?"))
 
 
+def _training(config: dict) -> str | None:
+    """What a run trains, as text: its full config (defaults filled in) but for :data:`_NAMING_FIELDS`; None for a
+    config this version cannot read."""
+    from .config import RunConfig
+
+    try:
+        full = RunConfig.from_dict(config).to_dict()
+    except (TypeError, ValueError):
+        return None
+    return json.dumps({k: v for k, v in full.items() if k not in _NAMING_FIELDS}, sort_keys=True)
+
+
 def data_copy_records(records_with_paths) -> tuple[list[dict], list[str]]:
-    """(records under results/data_copy/ whose data source is the copy they are labelled with,
-    "run id: why" of those that are not: amixup.data.copies.check_source)."""
+    """(records under results/data_copy/ whose data source is the copy they are labelled with, "run id: why" of
+    those that are not: amixup.data.copies.check_source). Where a re-encoded copy's runs have no original of the
+    same training and seed under results/data_copy/, a Table 3 record of exactly that training (the same recipe on
+    the copy as it is, under another name) is their original: the same run is not trained twice."""
     from .data.copies import DataCopyError, check_source
 
     kept, rejected = [], []
-    for path, rec in records_with_paths:
-        if not path.startswith(DATA_COPY_DIR + "/"):
-            continue
+
+    def check(rec):
         try:
             check_source(_copy_label(rec), rec["data"]["source"], "the data")
             kept.append(rec)
         except (DataCopyError, ValueError) as err:
             rejected.append(f"{rec['run_id']}: {str(err).split('. Give each copy')[0]}")
+
+    for path, rec in records_with_paths:
+        if path.startswith(DATA_COPY_DIR + "/"):
+            check(rec)
+    def key(rec):
+        return _training(rec["config"]), rec["config"]["seed"]
+
+    wanted = ({key(r) for r in kept if _copy_label(r) != "original"} - {key(r) for r in kept if _copy_label(r) == "original"})
+    for path, rec in records_with_paths:
+        if (not path.startswith(DATA_COPY_DIR + "/") and rec["config"].get("experiment") == "table3"
+                and key(rec)[0] is not None and key(rec) in wanted):
+            check(rec)
     return kept, rejected
 
 
@@ -729,7 +761,7 @@ def data_copy(records_with_paths, gap: pd.DataFrame | None = None) -> pd.DataFra
         per_seed = {m: part[part["copy"] == "original"].groupby("seed")[m].mean().to_dict() for m in COPY_METRICS}
         for copy, sub in part.groupby("copy", sort=True):
             row = {"profile": profile, "dataset": dataset, "imb_factor": imb, "method": method, "copy": copy,
-                   "runs": len(sub), "seeds": _join(sub["seed"])}
+                   "runs": len(sub), "seeds": _join(sub["seed"]), "experiment": _join(sub["experiment"])}
             for m in COPY_METRICS:
                 values = sub[m].astype(float)
                 row |= {f"{m}_mean": values.mean(), f"{m}_std": values.std(ddof=1) if len(values) > 1 else math.nan}
@@ -1195,7 +1227,10 @@ def _markdown(cell_rows, short, rest, claim_rows, copy_rows, located, notes, gap
     else:
         out += ["Per copy (mean and std over seeds, last epoch):", "",
                 _md_table(copy_rows[["profile", "dataset", "imb_factor", "method", "copy", "runs", "seeds",
-                                     "acc_all_mean", "acc_all_std", "acc_few_mean", "acc_few_std", "data_source"]]),
+                                     "experiment", "acc_all_mean", "acc_all_std", "acc_few_mean", "acc_few_std",
+                                     "data_source"]]),
+                "", "(`experiment` table3: the original side is Table 3's record of exactly that training, the same "
+                "recipe on the copy as it is, not trained twice.)",
                 "", "The measured cost of one more compression step (re-encoded minus original, paired over matching "
                 "seeds, `scipy.stats.ttest_rel`, two-sided) beside the method's gap to the paper (`gap_*` only for "
                 "paper-profile runs: a shorter profile's cost cannot say how much of the full recipe's gap the "

@@ -451,7 +451,28 @@ def test_data_copy_section_from_records_under_data_copy(tmp_path):
     assert gap["profile"].eq("quick").all() and gap["gap_acc_all"].isna().all() and gap["gap_acc_few"].isna().all()
     assert "Left out (the data source is not the copy the run is labelled with)" in md
     assert f"- {stray['run_id']}: the data of copy 'q50' came from " in md
-    assert "| data_copy |" not in md  # not among the runs compared with (or left out of) the paper
+    assert "| data_copy | paper | cifar10_lt |" not in md  # not among the runs no paper cell takes
+
+
+def test_a_table3_record_of_the_same_training_is_the_original_side_of_a_reencoded_copy(tmp_path):
+    """Table 3's CE seed 0 is exactly the data-copy experiment's original CE seed 0 under another name: a q50 run
+    pairs with it (not trained twice); a Table 3 record of another recipe (bf16 here) or seed does not pair."""
+    from amixup.data_copy import expected_source
+
+    table3 = [make_record("table3", "cifar10_lt", "ce", s, imb=100, acc=64.0 + s, few=35.0) for s in range(2)]
+    other = make_record("table3", "cifar10_lt", "ce", 0, imb=100, acc=10.0)
+    other["config"]["precision"], other["run_id"] = "bf16", other["run_id"] + "-bf16"
+    write(tmp_path, table3 + [other], folder="02_imbalanced_lt/paper/table3")
+    q50 = make_record("data_copy", "cifar10_lt", "ce", 0, imb=100, extra={"data_copy": "q50"}, acc=61.0, few=30.0)
+    q50["data"]["source"] = "cache cifar10.pt of " + expected_source("q50")
+    write(tmp_path, [q50], folder="data_copy/paper/data_copy")
+    rows = report.data_copy(report.read_run_records(tmp_path)).set_index("copy")
+    assert rows.loc["original", "experiment"] == "table3" and rows.loc["original", "seeds"] == "0"
+    assert rows.loc["original", "acc_all_mean"] == 64.0  # seed 0 of the same training only
+    assert rows.loc["q50", "paired_seeds"] == 1 and rows.loc["q50", "diff_acc_all"] == pytest.approx(-3.0)
+    assert rows.loc["q50", "diff_acc_few"] == pytest.approx(-5.0)
+    text = report.causes_paragraph(report.read_run_records(tmp_path), report.data_copy(report.read_run_records(tmp_path)))
+    assert "ce q50: -3.00 points (1 paired seeds, n too small)" in text
 
 
 def test_summary_counts_cells_and_claims(tmp_path):
