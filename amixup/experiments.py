@@ -15,6 +15,7 @@ from .data import DataNotFoundError
 from .data.copies import data_copy_label  # noqa: F401 (the label of a data-copy run; experiments.data_copy_label)
 from .engine import record_path, train
 from .records import read_record
+from .tables import CHOICE_DEFAULTS, CHOICES, TABLE2_CHOICES
 from .tables import table2_pattern_verdict  # noqa: F401 (notebook 01 names it here too)
 from .recipes import (ABLATION_ROWS, COARSE_TO_FINE_AUGMENTATION, FINE_OF_COARSE, TABLE4_BETA, TABLE5_BETA,
                       TABLE8_BETA, TABLE8_DATASETS, TABLE8_NETWORKS, benchmark_recipe, make_config)
@@ -46,31 +47,22 @@ def table2_configs(profile: str, methods=METHODS, seeds=(0,), beta: float = 0.34
             for m in methods for s in seeds]
 
 
-#: Table 2's choices where the paper is silent, each a factor of the choices study (notebook 01): its values,
-#: the first being ours (the Table 2 records). ``augmentation``: RandomCrop(32, padding 4) + flip, or none;
-#: the others are CNN-Vis2D's options (``models.cnn_vis2d``: BatchNorm after each conv, an activation on the
-#: 2-D feature, global average pooling or flattening of the last map).
-TABLE2_CHOICES = {
-    "augmentation": (True, False),
-    "batchnorm": (True, False),
-    "feature_activation": ("none", "relu"),
-    "pooling": ("avg", "flatten"),
-}
-
-
-def table2_choice_overrides(augmentation: bool = True, batchnorm: bool = True, feature_activation: str = "none",
-                            pooling: str = "avg") -> dict:
-    """The config fields of one combination of :data:`TABLE2_CHOICES` (empty for ours, so its run is Table 2's)."""
-    overrides = {} if augmentation else dict(crop_padding=0, flip=False)
-    options = {name: value for name, value in (("batchnorm", batchnorm), ("feature_activation", feature_activation),
-                                               ("pooling", pooling)) if value != TABLE2_CHOICES[name][0]}
+def table2_choice_overrides(**choices) -> dict:
+    """The config fields of one combination of :data:`~amixup.tables.TABLE2_CHOICES` (choices left out keep ours;
+    empty for ours, so its run is Table 2's)."""
+    unknown = sorted(set(choices) - set(TABLE2_CHOICES))
+    if unknown:
+        raise ValueError(f"combinations: {unknown} are not choices; the choices are {list(TABLE2_CHOICES)}")
+    combo = {**CHOICE_DEFAULTS, **choices}
+    overrides = {} if combo["augmentation"] else dict(crop_padding=0, flip=False)
+    options = {name: combo[name] for name in CHOICES if name != "augmentation" and combo[name] != CHOICE_DEFAULTS[name]}
     if options:
         overrides["model_options"] = options
     return overrides
 
 
 def table2_choice_combinations() -> list[dict]:
-    """Every combination of :data:`TABLE2_CHOICES` (the full 2^4 factorial), ours first, then by how many
+    """Every combination of :data:`~amixup.tables.TABLE2_CHOICES` (the full 2^4 factorial), ours first, then by how many
     choices differ from ours."""
     import itertools
 
@@ -82,14 +74,11 @@ def table2_choice_combinations() -> list[dict]:
 def table2_choice_configs(profile: str, methods=("ce",), seeds=(0, 1), combinations=None, beta: float = 0.34,
                           device: str = "auto", **overrides) -> list[RunConfig]:
     """Table 2's silent choices measured: the Table 2 run of each method and seed under each combination
-    (dicts of :data:`TABLE2_CHOICES` values; default the full factorial). Our combination is Table 2's own run
+    (dicts of :data:`~amixup.tables.TABLE2_CHOICES` values; default the full factorial). Our combination is Table 2's own run
     (experiment "table2", the same record); the others are experiment "table2_choices"."""
     combinations = table2_choice_combinations() if combinations is None else list(combinations)
     configs = []
     for combo in combinations:
-        unknown = sorted(set(combo) - set(TABLE2_CHOICES))
-        if unknown:
-            raise ValueError(f"combinations: {unknown} are not choices; the choices are {list(TABLE2_CHOICES)}")
         choice = table2_choice_overrides(**combo)
         experiment = "table2_choices" if choice else "table2"
         configs += [make_config("motivation", profile, dataset="mini_cifar_lt", method=m, seed=s, beta=beta,

@@ -169,14 +169,24 @@ def beta_summary(records) -> pd.DataFrame:
     return out[columns]
 
 
-#: Our value of each of Table 2's silent choices (experiments.TABLE2_CHOICES lists the alternatives, ours first).
-CHOICE_DEFAULTS = {"augmentation": True, "batchnorm": True, "feature_activation": "none", "pooling": "avg"}
-CHOICES = list(CHOICE_DEFAULTS)
+#: Table 2's choices where the paper is silent, each a factor of the choices study (notebook 01): its values, the
+#: first being ours (the Table 2 records). ``augmentation``: RandomCrop(32, padding 4) + flip, or none; the others
+#: are CNN-Vis2D's options (``models.cnn_vis2d``, whose defaults are ours: BatchNorm after each conv, an activation
+#: on the 2-D feature, global average pooling or flattening of the last map).
+TABLE2_CHOICES = {
+    "augmentation": (True, False),
+    "batchnorm": (True, False),
+    "feature_activation": ("none", "relu"),
+    "pooling": ("avg", "flatten"),
+}
+#: Our value of each choice, and the choices in order.
+CHOICE_DEFAULTS = {name: values[0] for name, values in TABLE2_CHOICES.items()}
+CHOICES = list(TABLE2_CHOICES)
 
 
 def choice_frame(records) -> pd.DataFrame:
     """:func:`records_frame` of Table 2's silent-choices runs with a column per choice
-    (``experiments.TABLE2_CHOICES``: augmentation, batchnorm, feature_activation, pooling), read from each
+    (:data:`TABLE2_CHOICES`: augmentation, batchnorm, feature_activation, pooling), read from each
     record's config (CNN-Vis2D's defaults where its ``model_options`` leave one out)."""
     frame = records_frame(records)
     if frame.empty:

@@ -1,0 +1,61 @@
+"""Table 2's silent-choices study (notebook 01): one definition of the choices, the configs built from it, and the
+tables that read the choices back from the records."""
+
+import inspect
+import json
+from pathlib import Path
+
+import pytest
+
+from amixup import experiments, models, tables
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_our_choices_are_cnn_vis2ds_defaults():
+    defaults = inspect.signature(models.cnn_vis2d).parameters
+    for name in ("batchnorm", "feature_activation", "pooling"):
+        assert defaults[name].default == tables.CHOICE_DEFAULTS[name]
+    assert tables.CHOICE_DEFAULTS["augmentation"] is True and experiments.TABLE2_CHOICES is tables.TABLE2_CHOICES
+
+
+def test_the_factorial_has_every_combination_once_ours_first():
+    combos = experiments.table2_choice_combinations()
+    assert len(combos) == 16 == len({json.dumps(c, sort_keys=True) for c in combos})
+    assert combos[0] == tables.CHOICE_DEFAULTS
+    changed = [sum(c[n] != tables.CHOICE_DEFAULTS[n] for n in tables.CHOICES) for c in combos]
+    assert changed == sorted(changed) and changed[-1] == 4
+
+
+def test_overrides_of_a_combination():
+    assert experiments.table2_choice_overrides() == {}
+    assert experiments.table2_choice_overrides(augmentation=False) == {"crop_padding": 0, "flip": False}
+    assert experiments.table2_choice_overrides(feature_activation="relu", pooling="avg") == {
+        "model_options": {"feature_activation": "relu"}}
+    with pytest.raises(ValueError, match=r"\['dropout'\] are not choices"):
+        experiments.table2_choice_overrides(dropout=0.1)
+
+
+def test_configs_keep_table2s_run_for_ours_and_the_committed_ids_for_the_others():
+    ours = experiments.table2_choice_configs("paper", seeds=(0,), combinations=[{}])[0]
+    assert ours.experiment == "table2" and ours.run_id() == experiments.table2_configs("paper", ("ce",))[0].run_id()
+    pattern = {"augmentation": False, "feature_activation": "relu"}
+    runs = experiments.table2_choice_configs("paper", experiments.METHODS, (0,), combinations=[pattern])
+    assert {c.experiment for c in runs} == {"table2_choices"}
+    committed = ROOT / "results" / "01_motivation" / "paper" / "table2_choices"
+    for config in runs:  # the records notebook 01 reads back
+        assert (committed / f"{config.run_id()}.json").is_file(), config.run_id()
+
+
+def test_choice_frame_reads_each_combination_back_from_the_records():
+    combos = experiments.table2_choice_combinations()
+    configs = experiments.table2_choice_configs("smoke", seeds=(0,), combinations=combos)
+    records = [{"run_id": c.run_id(), "seed": c.seed, "seconds": 1.0, "git": {}, "config": c.to_dict(),
+                "metrics": {"last": {"acc_all": 50.0}, "best": {"acc_all": 50.0, "epoch": 1}},
+                "history": [{"train_loss": 1.0}], "environment": {"device_name": "cpu"}, "data": {"source": "x"}}
+               for c in configs]
+    frame = tables.choice_frame(records)
+    by_id = {c.run_id(): combo for c, combo in zip(configs, combos)}
+    for row in frame.itertuples(index=False):
+        assert {name: getattr(row, name) for name in tables.CHOICES} == by_id[row.run_id]
+    assert len(frame) == 16
