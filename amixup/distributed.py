@@ -166,15 +166,3 @@ def share_weighted_objective(global_batch_sizes: list[int], world: int):
     def objective(loss, logits, n: int, index: int):
         return loss * (n * world / global_batch_sizes[index]) if n else logits.sum()
     return objective
-
-
-def sum_over_processes(sums):
-    """An epoch's :class:`amixup.step.EpochSums` summed over all processes, in place (host numbers from float64)."""
-    device = sums.loss_sum.device
-    totals = torch.stack([sums.loss_sum.double(), sums.correct_mixed.double(), sums.correct_clean.double(),
-                          torch.tensor(float(sums.n_seen), device=device, dtype=torch.float64),
-                          torch.tensor(float(sums.n_clean), device=device, dtype=torch.float64)])
-    loss_sum, correct_mixed, correct_clean, n_seen, n_clean = all_sum(totals).tolist()
-    sums.loss_sum, sums.correct_mixed, sums.correct_clean = loss_sum, correct_mixed, correct_clean
-    sums.n_seen, sums.n_clean = int(n_seen), int(n_clean)
-    return sums

@@ -193,7 +193,7 @@ class Run:
             sums = self.static.run_epoch(self.batches, self.batch_sizes, lr)
         else:
             sums = self.step.run_epoch(self.batches, EpochSums(self.device), self.device)
-        return ddp.sum_over_processes(sums) if self.world > 1 else sums
+        return sums.summed(ddp.all_sum) if self.world > 1 else sums
 
 
 def train(config: RunConfig, results_dir=DEFAULT_RESULTS_DIR, *, overwrite: bool = False,

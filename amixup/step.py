@@ -50,6 +50,18 @@ class EpochSums:
         self.n_seen = self.n_clean = 0
         return self
 
+    def summed(self, all_sum: Callable[[torch.Tensor], torch.Tensor]) -> EpochSums:
+        """New sums: these counters summed by ``all_sum`` (over processes: ``distributed.all_sum``), in float64,
+        counts as integers; these are left as they are."""
+        device = self.loss_sum.device
+        counts = torch.tensor([float(self.n_seen), float(self.n_clean)], device=device, dtype=torch.float64)
+        totals = all_sum(torch.cat([torch.stack([self.loss_sum.double(), self.correct_mixed.double(),
+                                                 self.correct_clean.double()]), counts]))
+        out = EpochSums(device)
+        out.loss_sum, out.correct_mixed, out.correct_clean = totals[0], totals[1].long(), totals[2].long()
+        out.n_seen, out.n_clean = int(totals[3]), int(totals[4])
+        return out
+
     def accuracies(self) -> tuple[float | None, float]:
         """``(clean, mixed)`` training accuracy of the epoch (clean None where no batch had clean predictions)."""
         clean = float(self.correct_clean) / self.n_clean if self.n_clean else None

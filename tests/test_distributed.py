@@ -220,3 +220,18 @@ def test_a_killed_ddp_run_with_uneven_shares_resumes_to_the_uninterrupted_record
     for a, b in zip(whole["history"], resumed["history"], strict=True):
         assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
     assert whole["metrics"] == resumed["metrics"]
+
+
+def test_an_epochs_sums_are_summed_into_new_sums_leaving_these():
+    from amixup.step import EpochSums
+
+    sums = EpochSums("cpu")
+    sums.loss_sum += 1.5
+    sums.correct_mixed += 3
+    sums.correct_clean += 2
+    sums.n_seen, sums.n_clean = 10, 8
+    total = sums.summed(lambda t: t * 3)  # what all_sum gives over three processes holding the same counters
+    assert float(total.loss_sum) == 4.5 and int(total.correct_mixed) == 9 and int(total.correct_clean) == 6
+    assert (total.n_seen, total.n_clean) == (30, 24) and total.accuracies() == (6 / 24, 9 / 30)
+    assert total.correct_mixed.dtype == torch.long and total.loss_sum.dtype == torch.float64
+    assert float(sums.loss_sum) == 1.5 and int(sums.correct_mixed) == 3 and (sums.n_seen, sums.n_clean) == (10, 8)
