@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Callable
 
 from . import cache
-from .cache import _from_payload, _read_cache, _write_cache, cache_dir, search_paths
+from .cache import cache_and_split, cache_dir, cached_split, not_found, search_paths
 from .cifar import _read_cifar10_files, _read_cifar100_files
-from .images import (_CACHE_FORMAT, CIFAR10_CLASSES, CIFAR100_CLASSES, DEFAULT_SOURCES, MNIST_CLASSES, SPLITS,
-                     DataNotFoundError, ImageData, _check_choice)
+from .images import CIFAR10_CLASSES, CIFAR100_CLASSES, DEFAULT_SOURCES, MNIST_CLASSES, SPLITS, ImageData, _check_choice
 from .imagefolder import _source_imagefolder
 from .mnist import _has_mnist_files, _read_mnist_files
 
@@ -99,28 +98,19 @@ def _load(name: str, split: str, sources, download: bool) -> ImageData:
     tried: list[str] = []
     for src in sources:
         if src == "cache":
-            path = cache_dir() / f"{name}.pt"
-            if path.is_file():
-                payload = _read_cache(path)
-                return _from_payload(payload, split, f"cache {path.name} of {payload['source']}")
-            tried.append(f"{path} (cache)")
+            data = cached_split(name, split, tried)
+            if data is not None:
+                return data
             continue
         if src == "download" and not download:
             tried.append("download (skipped: download=False)")
             continue
         found = _SOURCES[src](info, tried)
-        if found is None:
-            continue
-        splits, source = found
-        payload = {"format": _CACHE_FORMAT, "name": name, "classes": list(info.classes), "source": source, **splits}
-        _write_cache(cache_dir() / f"{name}.pt", payload)
-        return _from_payload(payload, split, source)
-    looked = "\n  ".join(tried) or "(no sources given)"
-    raise DataNotFoundError(
-        f"dataset {name!r} not found. Places looked (sources {list(sources)}):\n  {looked}\n"
-        f"To provide it: set AMIXUP_DATA_PATH to a folder holding {_hint(name)}, put it under "
-        f"{cache.REPO_DATA_DIR}/, or pass download=True with internet access."
-    )
+        if found is not None:
+            splits, source = found
+            return cache_and_split(name, split, source, {"classes": list(info.classes), **splits})
+    raise not_found(name, sources, tried, f"set AMIXUP_DATA_PATH to a folder holding {_hint(name)}, put it under "
+                                          f"{cache.REPO_DATA_DIR}/, or pass download=True with internet access.")
 
 
 

@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from .images import _CACHE_FORMAT, DataCorruptError, ImageData
+from .images import _CACHE_FORMAT, DataCorruptError, DataNotFoundError, ImageData
 
 
 REPO_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
@@ -92,3 +92,27 @@ def _cached(stem: str, build: Callable[[], dict]) -> dict:
     _write_cache(path, payload)
     return payload
 
+
+def cached_split(name: str, split: str, tried: list[str]) -> ImageData | None:
+    """``split`` of dataset ``name`` from its cache ``cache_dir()/<name>.pt``; None (and the place noted in
+    ``tried``) where there is none."""
+    path = cache_dir() / f"{name}.pt"
+    if not path.is_file():
+        tried.append(f"{path} (cache)")
+        return None
+    payload = _read_cache(path)
+    return _from_payload(payload, split, f"cache {path.name} of {payload['source']}")
+
+
+def cache_and_split(name: str, split: str, source: str, found: dict) -> ImageData:
+    """Cache both splits a source ``found`` ({"classes", "train", "test"}) as ``name``; return ``split``."""
+    payload = {"format": _CACHE_FORMAT, "name": name, "source": source, **found}
+    _write_cache(cache_dir() / f"{name}.pt", payload)
+    return _from_payload(payload, split, source)
+
+
+def not_found(name: str, sources, tried: list[str], provide: str) -> DataNotFoundError:
+    """The error of a dataset no source had: every place looked, then how to provide it."""
+    looked = "\n  ".join(tried) or "(no sources given)"
+    return DataNotFoundError(f"dataset {name!r} not found. Places looked (sources {list(sources)}):\n  {looked}\n"
+                             f"To provide it: {provide}")

@@ -26,8 +26,8 @@ from pathlib import Path, PurePosixPath
 import torch
 
 from . import cache as _cache
-from .cache import _from_payload, _read_cache, _write_cache, cache_dir, search_paths
-from .images import _CACHE_FORMAT, SPLITS, DataCorruptError, DataNotFoundError, ImageData, _check_choice
+from .cache import cache_and_split, cached_split, not_found, search_paths
+from .images import SPLITS, DataCorruptError, ImageData, _check_choice
 
 NAME = "tiny_imagenet"
 FOLDER = "tiny-imagenet-200"
@@ -193,13 +193,11 @@ def load_tiny_imagenet(split: str, *, sources=SOURCES, download: bool = False) -
     for s in sources:
         _check_choice("sources entry", s, SOURCES)
     tried: list[str] = []
-    cache = cache_dir() / f"{NAME}.pt"
     for src in sources:
         if src == "cache":
-            if cache.is_file():
-                payload = _read_cache(cache)
-                return _from_payload(payload, split, f"cache {cache.name} of {payload['source']}")
-            tried.append(f"{cache} (cache)")
+            data = cached_split(NAME, split, tried)
+            if data is not None:
+                return data
             continue
         for base in search_paths():
             for path, kind in _candidates(base):
@@ -213,13 +211,7 @@ def load_tiny_imagenet(split: str, *, sources=SOURCES, download: bool = False) -
                     if not path.is_file():
                         continue
                     tree, source = _Zip(path), f"archive {path.name}"
-                found = read_tiny_imagenet(tree)
-                payload = {"format": _CACHE_FORMAT, "name": NAME, "source": source, **found}
-                _write_cache(cache, payload)
-                return _from_payload(payload, split, source)
-    looked = "\n  ".join(tried) or "(no sources given)"
-    raise DataNotFoundError(
-        f"dataset {NAME!r} not found. Places looked (sources {list(sources)}):\n  {looked}\n"
-        f"To provide it: set AMIXUP_DATA_PATH to a folder holding {FOLDER}/ (wnids.txt, train/, val/) or "
-        f"{ARCHIVE}, or put it under {_cache.REPO_DATA_DIR}/; there is no automatic download."
-    )
+                return cache_and_split(NAME, split, source, read_tiny_imagenet(tree))
+    raise not_found(NAME, sources, tried, f"set AMIXUP_DATA_PATH to a folder holding {FOLDER}/ (wnids.txt, train/, "
+                                          f"val/) or {ARCHIVE}, or put it under {_cache.REPO_DATA_DIR}/; there is no "
+                                          "automatic download.")
