@@ -769,7 +769,9 @@ def data_copy(records_with_paths, gap: pd.DataFrame | None = None) -> pd.DataFra
             for m in COPY_METRICS:
                 n, diff, p = (paired(sub.groupby("seed")[m].mean().to_dict(), per_seed[m]) if copy != "original"
                               else (0, math.nan, math.nan))
-                row |= {"paired_seeds": n, f"diff_{m}": diff, f"p_{m}": p}
+                row |= {"paired_seeds": n, f"diff_{m}": diff, f"p_{m}": p if n >= MIN_N else math.nan}
+            row["test"] = ("" if copy == "original" else "paired t-test" if row["paired_seeds"] >= MIN_N
+                           else "n too small")
             for m in COPY_METRICS:
                 row[f"gap_{m}"] = (gaps.loc[method, f"gap_{m}"] if method in gaps.index and f"gap_{m}" in gaps
                                    and dataset == GAP_DATASET and _text(float(imb)) == _text(float(GAP_IMB))
@@ -1023,8 +1025,9 @@ def _claims_line(claim_rows) -> str:
             "state): " + ", ".join(f"{counts[v]} {v}" for v in VERDICTS))
 
 
-def readme_block(cell_rows, claim_rows) -> str:
-    """The README's results-at-a-glance block, markers included."""
+def readme_block(cell_rows, claim_rows, copy_rows: pd.DataFrame | None = None) -> str:
+    """The README's results-at-a-glance block, markers included (``copy_rows``: :func:`data_copy`, for the line on
+    what the CIFAR-10 copy costs)."""
     s = cell_summary(cell_rows).set_index("table").loc["all"]
     refuted = claim_rows.loc[claim_rows["verdict"] == "refuted", "id"].tolist()
     return "\n".join([
@@ -1039,9 +1042,30 @@ def readme_block(cell_rows, claim_rows) -> str:
         + (f"; refuted on our records: {', '.join(f'`{i}`' for i in refuted)}" if len(refuted) else "") + ".",
             width=115, break_on_hyphens=False),
         "",
+        *textwrap.wrap(copy_line(pd.DataFrame() if copy_rows is None else copy_rows), width=115,
+                       break_on_hyphens=False),
+        "",
         _glance_table(cell_rows),
         README_END,
     ]) + "\n"
+
+
+def copy_line(copy_rows: pd.DataFrame) -> str:
+    """The README's sentence on what the CIFAR-10 JPEG copy costs, from the data-copy records: one more compression
+    step's effect on accuracy per profile (paper first), method and copy, with its paired seeds and p (from MIN_N)."""
+    lead = "**The CIFAR-10 copy** here is a lossy third-party JPEG re-encoding; "
+    again = copy_rows[copy_rows["copy"] != "original"] if not copy_rows.empty else copy_rows
+    if again.empty:
+        return lead + "what it costs is not measured yet (no data-copy records)."
+    parts = []
+    for profile, sub in sorted(again.groupby("profile"), key=lambda kv: (kv[0] != PAPER_PROFILE, kv[0])):
+        label = {PAPER_PROFILE: "the full recipe"}.get(profile, "shortened runs: weak evidence")
+        cells = [f"{r.method} {r.copy} {r.diff_acc_all:+.2f} (n {r.paired_seeds}"
+                 + (f", p {_p(r.p_acc_all)})" if r.test == "paired t-test" else ")") for r in sub.itertuples()]
+        parts.append(f"{profile} profile ({label}): " + ", ".join(cells))
+    missing = "" if (again["profile"] == PAPER_PROFILE).any() else "; not yet measured at the paper profile"
+    return (lead + f"one more compression step changes accuracy by (points, re-encoded minus original, n paired "
+            f"seeds, p from {MIN_N}; report, data copy) " + "; ".join(parts) + missing + ".")
 
 
 def write_readme_block(path: Path, block: str) -> bool:
@@ -1229,15 +1253,16 @@ def _markdown(cell_rows, short, rest, claim_rows, copy_rows, located, notes, gap
                 _md_table(copy_rows[["profile", "dataset", "imb_factor", "method", "copy", "runs", "seeds",
                                      "experiment", "acc_all_mean", "acc_all_std", "acc_few_mean", "acc_few_std",
                                      "data_source"]]),
-                "", "(`experiment` table3: the original side is Table 3's record of exactly that training, the same "
-                "recipe on the copy as it is, not trained twice.)",
+                *(["", "(`experiment` table3: the original side is Table 3's record of exactly that training, the "
+                   "same recipe on the copy as it is, not trained twice.)"]
+                  if copy_rows["experiment"].str.contains("table3").any() else []),
                 "", "The measured cost of one more compression step (re-encoded minus original, paired over matching "
-                "seeds, `scipy.stats.ttest_rel`, two-sided) beside the method's gap to the paper (`gap_*` only for "
-                "paper-profile runs: a shorter profile's cost cannot say how much of the full recipe's gap the "
+                f"seeds, `scipy.stats.ttest_rel`, two-sided, with at least {MIN_N} pairs; fewer: n too small, no p) "
+                "beside the method's gap to the paper (`gap_*` only for paper-profile runs: a shorter profile's cost cannot say how much of the full recipe's gap the "
                 "copy explains; and it measures one more compression, an estimate of the first one's cost):", ""]
         again = copy_rows[copy_rows["copy"] != "original"]
         out.append("no re-encoded copy has runs yet" if again.empty else _md_table(
-            again[["profile", "method", "copy", "paired_seeds", "diff_acc_all", "p_acc_all", "diff_acc_few",
+            again[["profile", "method", "copy", "paired_seeds", "test", "diff_acc_all", "p_acc_all", "diff_acc_few",
                    "p_acc_few", "gap_acc_all", "gap_acc_few"]]))
     if rejected:
         out += ["", "Left out (the data source is not the copy the run is labelled with):", ""]
@@ -1266,7 +1291,7 @@ def build(results_dir, paper: pd.DataFrame, located, notes=None, figure: bool = 
     files = {"REPORT.md": md, "REPORT.csv": cell_rows.to_csv(index=False, lineterminator="\n"),
              "REPORT_claims.csv": claim_rows.to_csv(index=False, lineterminator="\n"),
              "REPORT_summary.csv": summary_frame(cell_rows, claim_rows).to_csv(index=False, lineterminator="\n"),
-             README_KEY: readme_block(cell_rows, claim_rows)}
+             README_KEY: readme_block(cell_rows, claim_rows, copy_rows)}
     if figure:
         files[FIGURE] = vs_paper_figure(cell_rows)
     return files

@@ -132,8 +132,8 @@ def data_note(records) -> str:
     sources = sorted({re.sub(r"^cache \S+ of ", "", r["data"]["source"]) for r in records})
     note = "data: " + "; ".join(sources) if sources else "data: no records"
     if any("lossy JPEG" in s for s in sources):
-        note += ("\nThese images are a lossy JPEG re-encoding of CIFAR-10: accuracies run a little below "
-                 "those on canonical CIFAR-10.")
+        note += ("\nThese images are a lossy JPEG re-encoding of CIFAR-10; what it costs is measured in "
+                 "results/REPORT.md (data-copy section), not assumed.")
         from .jpegquality import located_copy_note
 
         for s in sources:

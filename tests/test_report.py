@@ -439,7 +439,7 @@ def test_data_copy_section_from_records_under_data_copy(tmp_path):
     md = files["REPORT.md"]
     assert "Not run yet" not in md and "| paper | cifar10_lt | 100 | ce | q50 | 3 | 0; 1; 2 |" in md
     # the cost of the extra step beside the gap to the paper (Table 3 CE, paper profile: 64 - 71.86)
-    assert "| paper | ce | q50 | 3 | -3.1667 |" in md and "| -7.86 | -16.92 |" in md
+    assert "| paper | ce | q50 | 3 | paired t-test | -3.1667 |" in md and "| -7.86 | -16.92 |" in md
     for r in recs:  # the same at the quick profile: its cost is shown, but not beside the full recipe's gap
         r["config"]["profile"], r["run_id"] = "quick", r["run_id"] + "-quick"
     quick = tmp_path / "quick"
@@ -470,6 +470,7 @@ def test_a_table3_record_of_the_same_training_is_the_original_side_of_a_reencode
     assert rows.loc["original", "experiment"] == "table3" and rows.loc["original", "seeds"] == "0"
     assert rows.loc["original", "acc_all_mean"] == 64.0  # seed 0 of the same training only
     assert rows.loc["q50", "paired_seeds"] == 1 and rows.loc["q50", "diff_acc_all"] == pytest.approx(-3.0)
+    assert rows.loc["q50", "test"] == "n too small" and math.isnan(rows.loc["q50", "p_acc_all"])
     assert rows.loc["q50", "diff_acc_few"] == pytest.approx(-5.0)
     text = report.causes_paragraph(report.read_run_records(tmp_path), report.data_copy(report.read_run_records(tmp_path)))
     assert "ce q50: -3.00 points (1 paired seeds, n too small)" in text
