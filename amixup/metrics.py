@@ -23,7 +23,8 @@ def alignment(features: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def class_centres(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Centres on the unit hypersphere: ``sum(v) / ||sum(v)||`` per class, in label order."""
+    """Centres on the unit hypersphere: ``sum(v) / ||sum(v)||`` per class, in label order; NaN where a class's
+    features sum to zero (a collapsed feature at the origin has no direction)."""
     features = features.double()
     sums = torch.stack([features[labels == c].sum(0) for c in _classes(labels)])
     return sums / sums.norm(dim=1, keepdim=True)
@@ -39,11 +40,14 @@ def uniformity(features: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def neighborhood_uniformity(features: torch.Tensor, labels: torch.Tensor, k: int = 1) -> float:
-    """Eq. 3: mean over classes of the summed distances to the ``k`` nearest other centres."""
+    """Eq. 3: mean over classes of the summed distances to the ``k`` nearest other centres; NaN where a centre
+    is undefined (like Eq. 2's :func:`uniformity`)."""
     centres = class_centres(features, labels)
     c = len(centres)
     if not 1 <= k < c:
         raise ValueError(f"k must lie in [1, {c - 1}] for {c} classes, got {k!r}")
+    if torch.isnan(centres).any():
+        return float("nan")
     d = torch.cdist(centres, centres)
     d.fill_diagonal_(float("inf"))
     return d.topk(k, dim=1, largest=False).values.sum(1).mean().item()

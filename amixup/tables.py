@@ -33,7 +33,7 @@ def records_frame(records) -> pd.DataFrame:
             "best_acc_all": m["best"]["acc_all"], "best_epoch": m["best"]["epoch"],
             "train_loss": r["history"][-1]["train_loss"],
             "alignment": m.get("alignment"), "uniformity": m.get("uniformity"),
-            "uniformity_k1": m.get("uniformity_k1"),
+            "uniformity_k1": _undefined_as_nan(m.get("uniformity_k1")),
             "seconds": r["seconds"], "device": r["environment"]["device_name"],
             "commit": (r["git"].get("commit") or "")[:10], "data_source": r["data"]["source"],
             "run_id": r["run_id"],
@@ -43,6 +43,12 @@ def records_frame(records) -> pd.DataFrame:
         order = {m: i for i, m in enumerate(METHOD_ORDER)}
         frame = frame.sort_values(["method", "seed"], key=lambda s: s.map(order) if s.name == "method" else s)
     return frame.reset_index(drop=True)
+
+
+def _undefined_as_nan(value):
+    """U1 of a record: NaN where it is undefined (records written before metrics.neighborhood_uniformity returned
+    NaN for a class centre without direction hold inf there)."""
+    return math.nan if isinstance(value, float) and math.isinf(value) else value
 
 
 def _label(config: dict) -> str:
@@ -204,10 +210,11 @@ def choice_frame(records) -> pd.DataFrame:
 
 
 def choice_summary(frame: pd.DataFrame, metrics=("acc_all", "acc_few", "uniformity", "uniformity_k1")) -> pd.DataFrame:
-    """Per combination of the choices (and method): the mean of each metric over seeds and the seeds."""
+    """Per combination of the choices (and method): the mean of each metric over seeds (NaN where a seed's is
+    undefined, e.g. U of collapsed features) and the seeds."""
     keys = CHOICES + (["method"] if "method" in frame else [])
     grouped = frame.groupby(keys, sort=False)
-    out = grouped[list(metrics)].mean()
+    out = grouped[list(metrics)].agg(lambda values: values.mean(skipna=False))
     out["seeds"] = grouped["seed"].nunique()
     return out.reset_index()
 

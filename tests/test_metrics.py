@@ -85,3 +85,13 @@ def test_split_accuracy_weights_by_test_samples():
     assert out == pytest.approx({"all": 50.0, "many": 50.0, "median": 100.0, "few": 100 / 3})
     assert split_accuracy(preds, labels, {"few": []})["few"] is None
     assert per_class_accuracy(preds, labels, 5) == [50.0, 100.0, 50.0, 0.0, None]
+
+
+def test_uniformities_are_undefined_for_features_collapsed_at_the_origin():
+    """A dead ReLU puts every 2-D feature at (0, 0): no class centre has a direction, so Eq. 2 and Eq. 3 are NaN
+    (not 0 or inf); records written before hold inf for U1, which tables read as NaN."""
+    from amixup import tables
+
+    f, y = torch.zeros(8, 2), torch.arange(8) % 4
+    assert math.isnan(uniformity(f, y)) and math.isnan(neighborhood_uniformity(f, y, k=1))
+    assert math.isnan(tables._undefined_as_nan(math.inf)) and tables._undefined_as_nan(1.5) == 1.5
