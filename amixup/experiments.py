@@ -74,8 +74,8 @@ def table2_choice_combinations() -> list[dict]:
 def table2_choice_configs(profile: str, methods=("ce",), seeds=(0, 1), combinations=None, beta: float = 0.34,
                           device: str = "auto", **overrides) -> list[RunConfig]:
     """Table 2's silent choices measured: the Table 2 run of each method and seed under each combination
-    (dicts of :data:`~amixup.tables.TABLE2_CHOICES` values; default the full factorial). Our combination is Table 2's own run
-    (experiment "table2", the same record); the others are experiment "table2_choices"."""
+    (dicts of :data:`~amixup.tables.TABLE2_CHOICES` values; default the full factorial). Our combination is Table
+    2's own run (experiment "table2", the same record); the others are experiment "table2_choices"."""
     combinations = table2_choice_combinations() if combinations is None else list(combinations)
     configs = []
     for combo in combinations:

@@ -711,13 +711,14 @@ def data_copy_records(records_with_paths) -> tuple[list[dict], list[str]]:
     for path, rec in records_with_paths:
         if path.startswith(DATA_COPY_DIR + "/"):
             check(rec)
-    def key(rec):
-        return _training(rec["config"]), rec["config"]["seed"]
-
-    wanted = ({key(r) for r in kept if _copy_label(r) != "original"} - {key(r) for r in kept if _copy_label(r) == "original"})
+    keys = {"original": set(), "again": set()}  # (training, seed) of the copies' runs
+    for rec in kept:
+        keys["original" if _copy_label(rec) == "original" else "again"].add((_training(rec["config"]),
+                                                                             rec["config"]["seed"]))
+    wanted = {k for k in keys["again"] - keys["original"] if k[0] is not None}
     for path, rec in records_with_paths:
-        if (not path.startswith(DATA_COPY_DIR + "/") and rec["config"].get("experiment") == "table3"
-                and key(rec)[0] is not None and key(rec) in wanted):
+        if (wanted and not path.startswith(DATA_COPY_DIR + "/") and rec["config"].get("experiment") == "table3"
+                and (_training(rec["config"]), rec["config"]["seed"]) in wanted):
             check(rec)
     return kept, rejected
 
@@ -1258,8 +1259,9 @@ def _markdown(cell_rows, short, rest, claim_rows, copy_rows, located, notes, gap
                   if copy_rows["experiment"].str.contains("table3").any() else []),
                 "", "The measured cost of one more compression step (re-encoded minus original, paired over matching "
                 f"seeds, `scipy.stats.ttest_rel`, two-sided, with at least {MIN_N} pairs; fewer: n too small, no p) "
-                "beside the method's gap to the paper (`gap_*` only for paper-profile runs: a shorter profile's cost cannot say how much of the full recipe's gap the "
-                "copy explains; and it measures one more compression, an estimate of the first one's cost):", ""]
+                "beside the method's gap to the paper (`gap_*` only for paper-profile runs: a shorter profile's cost "
+                "cannot say how much of the full recipe's gap the copy explains; and it measures one more "
+                "compression, an estimate of the first one's cost):", ""]
         again = copy_rows[copy_rows["copy"] != "original"]
         out.append("no re-encoded copy has runs yet" if again.empty else _md_table(
             again[["profile", "method", "copy", "paired_seeds", "test", "diff_acc_all", "p_acc_all", "diff_acc_few",

@@ -472,7 +472,8 @@ def test_a_table3_record_of_the_same_training_is_the_original_side_of_a_reencode
     assert rows.loc["q50", "paired_seeds"] == 1 and rows.loc["q50", "diff_acc_all"] == pytest.approx(-3.0)
     assert rows.loc["q50", "test"] == "n too small" and math.isnan(rows.loc["q50", "p_acc_all"])
     assert rows.loc["q50", "diff_acc_few"] == pytest.approx(-5.0)
-    text = report.causes_paragraph(report.read_run_records(tmp_path), report.data_copy(report.read_run_records(tmp_path)))
+    records = report.read_run_records(tmp_path)
+    text = report.causes_paragraph(records, report.data_copy(records))
     assert "ce q50: -3.00 points (1 paired seeds, n too small)" in text
 
 
