@@ -852,54 +852,63 @@ def fidelity_records(records_with_paths) -> dict[str, list[dict]]:
 
 def choices_sentence(choice_records, records_with_paths) -> str:
     """What the Table 2 choices study measured (notebook 01): CE per combination of the silent choices at the paper
-    profile against the paper's CE, the combination closest to it, and each choice's main effect on few-class
-    accuracy, from the records (our own combination: Table 2's CE records)."""
+    profile against the paper's CE, the combination closest to it by the means over the seeds every combination has
+    (the next two beside it: a near tie is visible), and each choice's main effect on few-class accuracy, from the
+    records (our own combination: Table 2's CE records)."""
     ours = [r for p, r in records_with_paths if p.startswith("01_motivation/paper/table2/")
             and r["config"]["method"] == "ce" and r["config"]["profile"] == PAPER_PROFILE]
     recs = [r for r in choice_records if r["config"]["profile"] == PAPER_PROFILE and r["config"]["method"] == "ce"]
     if not recs:
         return f"The Table 2 choices study has {len(choice_records)} run(s), none of CE at the paper profile yet."
-    summary = tables.choice_summary(tables.choice_frame(ours + recs))
+    compared, seeds = tables.common_seeds(tables.choice_frame(ours + recs))
+    summary = tables.choice_summary(compared)
     paper = tables.load_paper_results()
     ce = paper[(paper["table"] == 2) & (paper["method"] == "ce")].set_index("metric")["mean"]
-    closest = tables.closest_to(summary, {"acc_all": ce["acc_all"], "acc_few": ce["acc_few"]})
+    ranked = tables.nearest(summary, {"acc_all": ce["acc_all"], "acc_few": ce["acc_few"]})
+    closest = ranked.iloc[0]
     name = lambda row: ", ".join(f"{c}={row[c]!s}" for c in tables.CHOICES)  # noqa: E731
+    over = (f"means over the seeds every combination has ({', '.join(map(str, seeds))})" if seeds
+            else "means over each combination's own seeds (none is shared)")
+    runners_up = "; ".join(f"{name(row)}: {row.acc_all:.2f} % (few {row.acc_few:.2f} %, distance {row.distance:.2f})"
+                           for _, row in ranked.iloc[1:3].iterrows())
     collapsed = summary[summary["acc_few"] < 5]
     effects = tables.choice_effects(summary).sort_values("acc_few")
     return (f"The Table 2 choices study (notebook 01; CE at the paper profile, {len(summary)} of "
             f"{2 ** len(tables.CHOICES)} combinations of {', '.join(tables.CHOICES)}, "
-            f"{len(recs)} run(s) besides Table 2's own): the paper's CE is {ce['acc_all']:.2f} % (few "
+            f"{len(recs)} run(s) besides Table 2's own; {over}): the paper's CE is {ce['acc_all']:.2f} % (few "
             f"{ce['acc_few']:.2f} %); closest is {name(closest)}: {closest['acc_all']:.2f} % (few "
-            f"{closest['acc_few']:.2f} %, {int(closest['seeds'])} seed(s)). Few-class accuracy below 5 % (the "
-            f"minority collapse of the paper's CE) under {len(collapsed)} of {len(summary)} combinations; main effect "
-            f"on few-class accuracy (changed minus kept, over the combinations present): "
+            f"{closest['acc_few']:.2f} %, {int(closest['seeds'])} seed(s); distance {closest['distance']:.2f}, the sum "
+            f"of the two gaps in points)" + (f"; next: {runners_up}" if runners_up else "") + ". Few-class accuracy "
+            f"below 5 % (the minority collapse of the paper's CE) under {len(collapsed)} of {len(summary)} "
+            f"combinations; main effect on few-class accuracy (changed minus kept, over the combinations present): "
             + "; ".join(f"{r.choice} -> {r.changed_to}: {r.acc_few:+.1f}" for r in effects.itertuples())
             + ". " + _pattern_sentence(choice_records, closest))
 
 
 def _pattern_sentence(choice_records, closest) -> str:
     """Every method at the paper profile under each combination that has runs besides CE (notebook 01's pattern
-    runs): their accuracies and whether the paper's order (CE far below both mixups) holds there. A combination other
-    than ``closest`` (the closest by the current means) is named as such."""
+    runs), all their seeds: their accuracies and whether the paper's order (CE far below both mixups) holds there. A
+    combination other than ``closest`` is named as such; where ``closest`` has no runs besides CE, that is said."""
     frame = tables.choice_frame([r for r in choice_records if r["config"]["profile"] == PAPER_PROFILE])
     others = frame[frame["method"] != "ce"] if not frame.empty else frame
     if others.empty:
         return ("Whether mixup and manifold mixup then beat CE, as Section 3 says, needs their runs under that "
                 "combination (none yet).")
     out = []
-    for _, combo in others[list(tables.CHOICES)].drop_duplicates().iterrows():
-        same = frame
-        for name in tables.CHOICES:
-            same = same[same[name] == combo[name]]
-        summary = tables.choice_summary(same)
+    combinations = others[list(tables.CHOICES)].drop_duplicates()
+    for _, combo in combinations.iterrows():
+        summary = tables.choice_summary(tables.under_choices(frame, combo))
         shown = ", ".join(f"{r.method} {r.acc_all:.2f} (few {r.acc_few:.2f}, {r.seeds} seed(s))"
                           for r in summary.itertuples())
         if all(combo[name] == closest[name] for name in tables.CHOICES):
             where = "Under it"
         else:
             where = ("Every method under " + ", ".join(f"{name}={combo[name]!s}" for name in tables.CHOICES)
-                     + " (notebook 01's pattern_choices; not the closest by the current means)")
+                     + " (notebook 01's pattern_choices; not the closest)")
         out.append(f"{where}: {shown}. " + tables.table2_pattern_verdict(summary, combo))
+    if tables.under_choices(combinations, closest).empty:
+        out.append("Under the closest: " + tables.table2_pattern_verdict(
+            tables.choice_summary(tables.under_choices(frame, closest)), closest))
     return " ".join(out)
 
 

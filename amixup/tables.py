@@ -207,6 +207,24 @@ def choice_frame(records) -> pd.DataFrame:
     return frame
 
 
+def under_choices(frame: pd.DataFrame, combination: dict) -> pd.DataFrame:
+    """The rows of ``frame`` (a :func:`choice_frame` or :func:`choice_summary`) trained under ``combination``
+    (a value for some of :data:`CHOICES`; the others are ours)."""
+    full = {**CHOICE_DEFAULTS, **{name: combination[name] for name in CHOICES if name in combination}}
+    keep = np.ones(len(frame), dtype=bool)
+    for name, value in full.items():
+        keep &= (frame[name] == value).to_numpy()
+    return frame[keep]
+
+
+def common_seeds(frame: pd.DataFrame) -> tuple[pd.DataFrame, list]:
+    """The rows of ``frame`` (a :func:`choice_frame`) whose seed every combination (and method) has, and those seeds:
+    means over the same seeds compare like with like (a combination with one more seed is otherwise ranked on another
+    sample). Where no seed is shared, ``frame`` unchanged and an empty list."""
+    keys = CHOICES + (["method"] if "method" in frame else [])
+    seeds = [set(group) for _, group in frame.groupby(keys)["seed"]]
+    shared = sorted(set.intersection(*seeds)) if seeds else []
+    return (frame[frame["seed"].isin(shared)], shared) if shared else (frame, [])
 
 
 def choice_summary(frame: pd.DataFrame, metrics=("acc_all", "acc_few", "uniformity", "uniformity_k1")) -> pd.DataFrame:
@@ -238,15 +256,17 @@ def choice_effects(summary: pd.DataFrame, metrics=("acc_all", "acc_few", "unifor
     return pd.DataFrame(rows)
 
 
+def nearest(summary: pd.DataFrame, targets: dict) -> pd.DataFrame:
+    """The combinations of ``summary`` ordered by their distance to ``targets`` (e.g. the paper's CE:
+    ``{"acc_all": 42.52, "acc_few": 2.25}``): the sum of absolute differences, in a column ``distance``."""
+    out = summary.copy()
+    out["distance"] = sum((summary[m] - v).abs() for m, v in targets.items()) if len(summary) else []
+    return out.sort_values("distance", kind="stable")
+
+
 def closest_to(summary: pd.DataFrame, targets: dict) -> pd.Series:
-    """The combination whose metrics lie closest to ``targets`` (e.g. the paper's CE: ``{"acc_all": 42.52,
-    "acc_few": 2.25}``), by the sum of absolute differences."""
-    if summary.empty:
-        return pd.Series(dtype=float)
-    distance = sum((summary[m] - v).abs() for m, v in targets.items())
-    row = summary.loc[distance.idxmin()].copy()
-    row["distance"] = distance.min()
-    return row
+    """The combination whose metrics lie closest to ``targets`` (the first row of :func:`nearest`)."""
+    return nearest(summary, targets).iloc[0] if len(summary) else pd.Series(dtype=float)
 
 
 def write_csv(frame: pd.DataFrame, path, decimals: int = 4) -> None:
@@ -259,9 +279,7 @@ def table2_pattern_verdict(summary, closest, margin: float = 5.0) -> str:
     """Whether Table 2's baseline pattern (CE far below mixup and manifold mixup: the paper has 42.5 against 59.4
     and 65.4) holds under the choices of ``closest`` (a row of ``tables.choice_summary``), said plainly: both mixups
     above CE by at least ``margin`` points, one of them, neither, or untested where their runs are missing."""
-    same = summary
-    for name in CHOICES:
-        same = same[same[name] == closest[name]]
+    same = under_choices(summary, closest)
     accuracy = {m: same.loc[same["method"] == m, "acc_all"] for m in ("ce", "mixup", "manifold_mixup")}
     combo = {name: closest[name].item() if hasattr(closest[name], "item") else closest[name] for name in CHOICES}
     missing = [m for m, acc in accuracy.items() if acc.empty]

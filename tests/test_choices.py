@@ -59,3 +59,36 @@ def test_choice_frame_reads_each_combination_back_from_the_records():
     for row in frame.itertuples(index=False):
         assert {name: getattr(row, name) for name in tables.CHOICES} == by_id[row.run_id]
     assert len(frame) == 16
+
+
+def _summary(rows):
+    import pandas as pd
+    return pd.DataFrame([dict(tables.CHOICE_DEFAULTS, **row) for row in rows])
+
+
+def test_nearest_orders_combinations_by_the_summed_gaps_computed_by_hand():
+    summary = _summary([{"pooling": "flatten", "acc_all": 50.0, "acc_few": 10.0},   # 7.5 + 7.75 = 15.25
+                        {"feature_activation": "relu", "acc_all": 40.0, "acc_few": 0.0},  # 2.5 + 2.25 = 4.75
+                        {"batchnorm": False, "acc_all": 44.0, "acc_few": 5.0}])   # 1.5 + 2.75 = 4.25
+    ranked = tables.nearest(summary, {"acc_all": 42.5, "acc_few": 2.25})
+    assert list(ranked["distance"]) == pytest.approx([4.25, 4.75, 15.25])  # sums of decimals: not exact in binary
+    assert list(ranked["batchnorm"]) == [False, True, True]
+    assert tables.closest_to(summary, {"acc_all": 42.5, "acc_few": 2.25})["distance"] == pytest.approx(4.25)
+    assert tables.closest_to(summary.iloc[:0], {"acc_all": 42.5}).empty
+
+
+def test_common_seeds_keeps_the_seeds_every_combination_has():
+    frame = _summary([{"seed": s, "method": "ce", "acc_all": 1.0} for s in (0, 1, 2)]
+                     + [{"seed": s, "method": "ce", "pooling": "flatten", "acc_all": 1.0} for s in (1, 0)])
+    kept, seeds = tables.common_seeds(frame)
+    assert seeds == [0, 1] and len(kept) == 4 and set(kept["seed"]) == {0, 1}
+    apart = _summary([{"seed": 0, "method": "ce"}, {"seed": 1, "method": "ce", "pooling": "flatten"}])
+    kept, seeds = tables.common_seeds(apart)
+    assert seeds == [] and kept.equals(apart)
+
+
+def test_under_choices_takes_ours_for_the_choices_a_combination_leaves_out():
+    frame = _summary([{}, {"feature_activation": "relu"}, {"feature_activation": "relu", "augmentation": False}])
+    assert len(tables.under_choices(frame, {"feature_activation": "relu"})) == 1
+    assert len(tables.under_choices(frame, {})) == 1
+    assert tables.under_choices(frame, {"augmentation": False, "feature_activation": "relu"}).index.tolist() == [2]

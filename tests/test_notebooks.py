@@ -28,6 +28,10 @@ def test_notebook_01_smoke_writes_records_tables_and_figures(data_env, tmp_path)
     assert t2.loc[(t2.method == "am_mixup") & (t2.metric == "acc_all"), "paper"].item() == 66.9
     t1 = pd.read_csv(out / "table1.csv")
     assert set(t1["metric"]) == {"alignment", "acc_all"}
+    # every method under each combination of pattern_choices (two by default, both with ReLU on the 2-D feature)
+    pattern = pd.read_csv(out / "table2_pattern.csv")
+    assert set(zip(pattern["augmentation"], pattern["method"])) == {
+        (aug, m) for aug in (True, False) for m in ("ce", "am_mixup")} and set(pattern["feature_activation"]) == {"relu"}
     for name in ("fig_features_mini_cifar_lt", "fig_features_coarse_to_fine", "fig_features_mini_cifar_coarse",
                  "fig_lambda_trajectory"):
         assert (out / f"{name}.png").stat().st_size > 10_000

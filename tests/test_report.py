@@ -571,7 +571,8 @@ def test_causes_paragraph_names_the_measurements_not_in_yet(tmp_path):
     assert [len(found[k]) for k in ("table2_choices", "data_copy", "ldam_drw")] == [1, 0, 0]
     text = report.causes_paragraph(report.read_run_records(tmp_path), pd.DataFrame())
     assert ("The Table 2 choices study (notebook 01; CE at the paper profile, 1 of 16 combinations of augmentation, "
-            "batchnorm, feature_activation, pooling, 1 run(s) besides Table 2's own): the paper's CE is 42.52 % "
+            "batchnorm, feature_activation, pooling, 1 run(s) besides Table 2's own; means over the seeds every "
+            "combination has (0)): the paper's CE is 42.52 % "
             "(few 2.25 %); closest is augmentation=True, batchnorm=True, feature_activation=none, pooling=avg") in text
     assert "needs their runs under that combination (none yet)" in text
     assert "the Table 2 choices study (" not in text and "data-copy dose-response at the paper profile" in text
@@ -591,6 +592,39 @@ def test_causes_paragraph_says_whether_the_closest_combination_reproduces_the_pa
             "(few 38.00, 1 seed(s)). This combination reproduces the paper's pattern in part: CE 45.00 against "
             "mixup 52.00, manifold_mixup 48.00.") in text
     assert "none yet" not in text
+
+
+def test_closest_combination_is_ranked_on_the_seeds_every_combination_has(tmp_path):
+    """A combination with a third seed is ranked on seeds 0 and 1 like the others (with its third seed it would not be
+    the closest); the next two are named with their distances, and a closest with only CE runs says so."""
+    def choice(seed, acc, few, **options):
+        record = make_record("table2_choices", "mini_cifar_lt", "ce", seed, model="cnn_vis2d", acc=acc, few=few,
+                             extra=options)
+        record["config"]["model_options"] = options
+        return record
+    write(tmp_path, [choice(s, 60.0, 25.0) for s in (0, 1)], folder="01_motivation/paper/table2")
+    write(tmp_path, [choice(0, 42.5, 2.25, feature_activation="relu"), choice(1, 42.5, 2.25, feature_activation="relu"),
+                     choice(2, 60.0, 2.25, feature_activation="relu"),
+                     choice(0, 45.0, 2.25, pooling="flatten"), choice(1, 45.0, 2.25, pooling="flatten")],
+          folder="01_motivation/paper/table2_choices")
+    text = report.causes_paragraph(report.read_run_records(tmp_path), pd.DataFrame())
+    assert "means over the seeds every combination has (0, 1)" in text
+    assert ("closest is augmentation=True, batchnorm=True, feature_activation=relu, pooling=avg: 42.50 % (few 2.25 %, "
+            "2 seed(s); distance 0.02, the sum of the two gaps in points); next: augmentation=True, batchnorm=True, "
+            "feature_activation=none, pooling=flatten: 45.00 % (few 2.25 %, distance 2.48); augmentation=True, "
+            "batchnorm=True, feature_activation=none, pooling=avg: 60.00 % (few 25.00 %, distance 40.23)") in text
+    assert "needs their runs under that combination (none yet)" in text
+    # other methods under a combination that is not the closest: shown as such, and the closest said untested
+    for method in ("mixup", "manifold_mixup"):
+        other = choice(0, 50.0, 5.0, pooling="flatten")
+        other["config"]["method"], other["run_id"] = method, other["run_id"].replace("-ce-", f"-{method}-")
+        write(tmp_path, [other], folder="01_motivation/paper/table2_choices")
+    text = report.causes_paragraph(report.read_run_records(tmp_path), pd.DataFrame())
+    assert ("Every method under augmentation=True, batchnorm=True, feature_activation=none, pooling=flatten "
+            "(notebook 01's pattern_choices; not the closest): ce 45.00 (few 2.25, 2 seed(s)), mixup 50.00 (few 5.00, "
+            "1 seed(s)), manifold_mixup 50.00 (few 5.00, 1 seed(s)). This combination reproduces the paper's pattern") in text
+    assert ("Under the closest: The paper's pattern (CE far below mixup and manifold mixup) is untested under this "
+            "combination: mixup, manifold_mixup have no run under it yet") in text
 
 
 def test_causes_paragraph_shows_the_ldam_drw_control_against_the_cited_figure_and_table3(tmp_path):
