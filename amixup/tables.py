@@ -264,11 +264,6 @@ def nearest(summary: pd.DataFrame, targets: dict) -> pd.DataFrame:
     return out.sort_values("distance", kind="stable")
 
 
-def closest_to(summary: pd.DataFrame, targets: dict) -> pd.Series:
-    """The combination whose metrics lie closest to ``targets`` (the first row of :func:`nearest`)."""
-    return nearest(summary, targets).iloc[0] if len(summary) else pd.Series(dtype=float)
-
-
 def write_csv(frame: pd.DataFrame, path, decimals: int = 4) -> None:
     """``frame`` as CSV at ``path`` with floats rounded to ``decimals`` (no float noise such as
     34.150000000000006)."""
