@@ -894,19 +894,18 @@ def _pattern_sentence(choice_records, closest) -> str:
     if others.empty:
         return ("Whether mixup and manifold mixup then beat CE, as Section 3 says, needs their runs under that "
                 "combination (none yet).")
-    out = []
-    combinations = others[list(tables.CHOICES)].drop_duplicates()
-    for _, combo in combinations.iterrows():
+    out, closest_shown = [], False
+    for _, combo in others[list(tables.CHOICES)].drop_duplicates().iterrows():
         summary = tables.choice_summary(tables.under_choices(frame, combo))
         shown = ", ".join(f"{r.method} {r.acc_all:.2f} (few {r.acc_few:.2f}, {r.seeds} seed(s))"
                           for r in summary.itertuples())
         if all(combo[name] == closest[name] for name in tables.CHOICES):
-            where = "Under it"
+            where, closest_shown = "Under it", True
         else:
             where = ("Every method under " + ", ".join(f"{name}={combo[name]!s}" for name in tables.CHOICES)
                      + " (notebook 01's pattern_choices; not the closest)")
         out.append(f"{where}: {shown}. " + tables.table2_pattern_verdict(summary, combo))
-    if tables.under_choices(combinations, closest).empty:
+    if not closest_shown:
         out.append("Under the closest: " + tables.table2_pattern_verdict(
             tables.choice_summary(tables.under_choices(frame, closest)), closest))
     return " ".join(out)
