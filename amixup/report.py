@@ -887,28 +887,35 @@ def choices_sentence(choice_records, records_with_paths) -> str:
 
 def _pattern_sentence(choice_records, closest) -> str:
     """Every method at the paper profile under each combination that has runs besides CE (notebook 01's pattern
-    runs), all their seeds: their accuracies and whether the paper's order (CE far below both mixups) holds there. A
-    combination other than ``closest`` is named as such; where ``closest`` has no runs besides CE, that is said."""
+    runs), all their seeds: their accuracies (with the seeds whose model predicts one class only) and whether the
+    paper's order (CE far below both mixups) holds there, then how many combinations reproduce it. A combination other
+    than ``closest`` is named as such; where ``closest`` has no runs besides CE, that is said."""
     frame = tables.choice_frame([r for r in choice_records if r["config"]["profile"] == PAPER_PROFILE])
     others = frame[frame["method"] != "ce"] if not frame.empty else frame
     if others.empty:
         return ("Whether mixup and manifold mixup then beat CE, as Section 3 says, needs their runs under that "
                 "combination (none yet).")
-    out, closest_shown = [], False
+    one_class = {r["run_id"] for r in choice_records if tables.predicts_one_class(r)}
+    out, closest_shown, outcomes = [], False, []
     for _, combo in others[list(tables.CHOICES)].drop_duplicates().iterrows():
-        summary = tables.choice_summary(tables.under_choices(frame, combo))
-        shown = ", ".join(f"{r.method} {r.acc_all:.2f} (few {r.acc_few:.2f}, {r.seeds} seed(s))"
+        runs = tables.under_choices(frame, combo)
+        collapsed = runs[runs["run_id"].isin(one_class)].groupby("method")["seed"].nunique()
+        summary = tables.choice_summary(runs)
+        shown = ", ".join(f"{r.method} {r.acc_all:.2f} (few {r.acc_few:.2f}, {r.seeds} seed(s)"
+                          + (f", {collapsed[r.method]} predicting one class" if r.method in collapsed else "") + ")"
                           for r in summary.itertuples())
+        named = ", ".join(f"{name}={combo[name]!s}" for name in tables.CHOICES)
         if all(combo[name] == closest[name] for name in tables.CHOICES):
-            where, closest_shown = "Under it", True
+            where, closest_shown = "Every method under the closest combination", True
         else:
-            where = ("Every method under " + ", ".join(f"{name}={combo[name]!s}" for name in tables.CHOICES)
-                     + " (notebook 01's pattern_choices; not the closest)")
+            where = f"Every method under {named} (notebook 01's pattern_choices; not the closest)"
         out.append(f"{where}: {shown}. " + tables.table2_pattern_verdict(summary, combo))
+        outcomes.append(tables.table2_pattern_outcome(summary, combo))
     if not closest_shown:
         out.append("Under the closest: " + tables.table2_pattern_verdict(
             tables.choice_summary(tables.under_choices(frame, closest)), closest))
-    return " ".join(out)
+    out.append(tables.pattern_tally(outcomes))
+    return " ".join(o for o in out if o)
 
 
 def control_sentence(control_records, records_with_paths) -> str:

@@ -207,6 +207,14 @@ def choice_frame(records) -> pd.DataFrame:
     return frame
 
 
+def predicts_one_class(record) -> bool:
+    """Whether a run's last-epoch model puts every test image in one class: per-class accuracy 100 on one class and
+    0 on every other (exact: each is 100 x a mean of 0s and 1s). A total collapse, e.g. of a 2-D feature whose ReLU
+    units all died; classes without test images are left out."""
+    accuracy = sorted(a for a in record["metrics"].get("per_class_acc") or [] if a is not None)
+    return len(accuracy) > 1 and accuracy[-1] == 100.0 and not any(accuracy[:-1])
+
+
 def under_choices(frame: pd.DataFrame, combination: dict) -> pd.DataFrame:
     """The rows of ``frame`` (a :func:`choice_frame` or :func:`choice_summary`) trained under ``combination``
     (a value for some of :data:`CHOICES`; the others are ours)."""
@@ -270,24 +278,55 @@ def write_csv(frame: pd.DataFrame, path, decimals: int = 4) -> None:
     frame.round(decimals).to_csv(Path(path), index=False)
 
 
-def table2_pattern_verdict(summary, closest, margin: float = 5.0) -> str:
+PATTERN_OUTCOMES = ("reproduced", "in part", "not reproduced", "untested")
+
+
+def table2_pattern_outcome(summary, closest, margin: float = 5.0) -> str:
     """Whether Table 2's baseline pattern (CE far below mixup and manifold mixup: the paper has 42.5 against 59.4
-    and 65.4) holds under the choices of ``closest`` (a row of ``tables.choice_summary``), said plainly: both mixups
-    above CE by at least ``margin`` points, one of them, neither, or untested where their runs are missing."""
+    and 65.4) holds under the choices of ``closest`` (a row of ``tables.choice_summary``): "reproduced" (both mixups
+    above CE by at least ``margin`` points), "in part" (one), "not reproduced" (neither), or "untested" (a run is
+    missing). One of ``PATTERN_OUTCOMES``."""
+    accuracy = _pattern_accuracies(summary, closest)
+    if any(acc is None for acc in accuracy.values()):
+        return "untested"
+    above = [m for m in ("mixup", "manifold_mixup") if accuracy[m] >= accuracy["ce"] + margin]
+    return {2: "reproduced", 1: "in part", 0: "not reproduced"}[len(above)]
+
+
+def pattern_tally(outcomes) -> str:
+    """One sentence over the ``table2_pattern_outcome`` of several combinations: how many of those with every
+    baseline trained reproduce the paper's pattern, or that none does ("" when none is tested)."""
+    tested = [o for o in outcomes if o != "untested"]
+    if not tested:
+        return ""
+    reproduced = tested.count("reproduced")
+    return (f"Of the {len(tested)} combination(s) with every baseline trained, "
+            + (f"{reproduced} reproduce(s) the paper's pattern" if reproduced else "none reproduces the paper's pattern")
+            + f" ({tested.count('in part')} in part).")
+
+
+def _pattern_accuracies(summary, closest) -> dict:
     same = under_choices(summary, closest)
     accuracy = {m: same.loc[same["method"] == m, "acc_all"] for m in ("ce", "mixup", "manifold_mixup")}
-    combo = {name: closest[name].item() if hasattr(closest[name], "item") else closest[name] for name in CHOICES}
-    missing = [m for m, acc in accuracy.items() if acc.empty]
-    if missing:
+    return {m: None if acc.empty else float(acc.iloc[0]) for m, acc in accuracy.items()}
+
+
+def table2_pattern_verdict(summary, closest, margin: float = 5.0) -> str:
+    """``table2_pattern_outcome`` said plainly, with CE's and both mixups' accuracies, or, where runs are missing,
+    the call that trains them."""
+    accuracy = _pattern_accuracies(summary, closest)
+    outcome = table2_pattern_outcome(summary, closest, margin)
+    if outcome == "untested":
+        combo = {name: closest[name].item() if hasattr(closest[name], "item") else closest[name] for name in CHOICES}
+        missing = [m for m, acc in accuracy.items() if acc is None]
         return (f"The paper's pattern (CE far below mixup and manifold mixup) is untested under this combination: "
                 f"{', '.join(missing)} have no run under it yet (experiments.table2_choice_configs(profile, "
                 f"methods=experiments.METHODS, seeds=[0, 1, 2], combinations=[{combo}])).")
-    ce = float(accuracy["ce"].iloc[0])
-    above = [m for m in ("mixup", "manifold_mixup") if float(accuracy[m].iloc[0]) >= ce + margin]
-    scores = ", ".join(f"{m} {float(accuracy[m].iloc[0]):.2f}" for m in ("mixup", "manifold_mixup"))
-    if len(above) == 2:
+    ce = accuracy["ce"]
+    scores = ", ".join(f"{m} {accuracy[m]:.2f}" for m in ("mixup", "manifold_mixup"))
+    if outcome == "reproduced":
         return f"This combination reproduces the paper's pattern: CE {ce:.2f} lies {margin:g}+ points below {scores}."
-    if above:
+    if outcome == "in part":
         return f"This combination reproduces the paper's pattern in part: CE {ce:.2f} against {scores}."
     return f"This combination does not reproduce the paper's pattern: CE {ce:.2f} against {scores}."
 

@@ -91,3 +91,40 @@ def test_under_choices_takes_ours_for_the_choices_a_combination_leaves_out():
     assert len(tables.under_choices(frame, {"feature_activation": "relu"})) == 1
     assert len(tables.under_choices(frame, {})) == 1
     assert tables.under_choices(frame, {"augmentation": False, "feature_activation": "relu"}).index.tolist() == [2]
+
+
+def test_pattern_outcome_needs_both_mixups_five_points_above_ce():
+    """The paper's Table 2 pattern: CE at least 5 points below mixup and manifold mixup (42.5 against 59.4, 65.4)."""
+    relu = {"feature_activation": "relu"}
+    def under(**accuracies):
+        return _summary([dict(relu, method=m, acc_all=a) for m, a in accuracies.items()])
+    combo = dict(tables.CHOICE_DEFAULTS, **relu)
+    assert tables.table2_pattern_outcome(under(ce=40.0, mixup=45.0, manifold_mixup=50.0), combo) == "reproduced"
+    assert tables.table2_pattern_outcome(under(ce=40.0, mixup=44.9, manifold_mixup=50.0), combo) == "in part"
+    assert tables.table2_pattern_outcome(under(ce=39.93, mixup=32.21, manifold_mixup=32.23), combo) == "not reproduced"
+    assert tables.table2_pattern_outcome(under(ce=40.0, mixup=60.0), combo) == "untested"
+    assert tables.table2_pattern_outcome(under(ce=40.0, mixup=60.0, manifold_mixup=60.0), tables.CHOICE_DEFAULTS) \
+        == "untested"  # no run under our own choices
+    assert "manifold_mixup have no run" in tables.table2_pattern_verdict(under(ce=40.0, mixup=60.0), combo)
+    assert tables.table2_pattern_verdict(under(ce=40.0, mixup=45.0, manifold_mixup=50.0), combo) == (
+        "This combination reproduces the paper's pattern: CE 40.00 lies 5+ points below mixup 45.00, "
+        "manifold_mixup 50.00.")
+
+
+def test_pattern_tally_counts_the_tested_combinations_only():
+    assert tables.pattern_tally(["not reproduced", "not reproduced", "untested"]) == (
+        "Of the 2 combination(s) with every baseline trained, none reproduces the paper's pattern (0 in part).")
+    assert tables.pattern_tally(["reproduced", "in part", "not reproduced"]) == (
+        "Of the 3 combination(s) with every baseline trained, 1 reproduce(s) the paper's pattern (1 in part).")
+    assert tables.pattern_tally(["untested"]) == "" and tables.pattern_tally([]) == ""
+
+
+def test_predicts_one_class_only_for_a_total_collapse():
+    def record(per_class):
+        return {"metrics": {"per_class_acc": per_class}}
+    assert tables.predicts_one_class(record([100.0, 0.0, 0.0, 0.0]))
+    assert tables.predicts_one_class(record([0.0, None, 100.0]))  # a class without test images is left out
+    assert not tables.predicts_one_class(record([100.0, 0.0, 0.0, 0.5]))
+    assert not tables.predicts_one_class(record([99.9, 0.0, 0.0, 0.0]))
+    assert not tables.predicts_one_class(record([100.0]))
+    assert not tables.predicts_one_class({"metrics": {}})
