@@ -882,6 +882,10 @@ def choices_sentence(choice_records, records_with_paths) -> str:
             f"below 5 % (the minority collapse of the paper's CE) under {len(collapsed)} of {len(summary)} "
             f"combinations; main effect on few-class accuracy (changed minus kept, over the combinations present): "
             + "; ".join(f"{r.choice} -> {r.changed_to}: {r.acc_few:+.1f}" for r in effects.itertuples())
+            + f". CE runs whose model puts every test image in one class: {int(compared['predicts_one_class'].sum())} "
+            f"of {len(compared)}; main effect on their share (changed minus kept): "
+            + "; ".join(f"{r.choice} -> {r.changed_to}: {r.predicts_one_class:+.2f}"
+                        for r in effects.sort_values("predicts_one_class", ascending=False).itertuples())
             + ". " + _pattern_sentence(choice_records, closest))
 
 
@@ -895,11 +899,10 @@ def _pattern_sentence(choice_records, closest) -> str:
     if others.empty:
         return ("Whether mixup and manifold mixup then beat CE, as Section 3 says, needs their runs under that "
                 "combination (none yet).")
-    one_class = {r["run_id"] for r in choice_records if tables.predicts_one_class(r)}
     out, closest_shown, outcomes = [], False, []
     for _, combo in others[list(tables.CHOICES)].drop_duplicates().iterrows():
         runs = tables.under_choices(frame, combo)
-        collapsed = runs[runs["run_id"].isin(one_class)].groupby("method")["seed"].nunique()
+        collapsed = runs[runs["predicts_one_class"]].groupby("method")["seed"].nunique()
         summary = tables.choice_summary(runs)
         shown = ", ".join(f"{r.method} {r.acc_all:.2f} (few {r.acc_few:.2f}, {r.seeds} seed(s)"
                           + (f", {collapsed[r.method]} predicting one class" if r.method in collapsed else "") + ")"

@@ -193,7 +193,8 @@ CHOICES = list(TABLE2_CHOICES)
 def choice_frame(records) -> pd.DataFrame:
     """:func:`records_frame` of Table 2's silent-choices runs with a column per choice
     (:data:`TABLE2_CHOICES`: augmentation, batchnorm, feature_activation, pooling), read from each
-    record's config (CNN-Vis2D's defaults where its ``model_options`` leave one out)."""
+    record's config (CNN-Vis2D's defaults where its ``model_options`` leave one out), and
+    ``predicts_one_class`` (:func:`predicts_one_class`)."""
     frame = records_frame(records)
     if frame.empty:
         return frame
@@ -204,6 +205,8 @@ def choice_frame(records) -> pd.DataFrame:
             (by_id[i].get("crop_padding", 4) > 0 or by_id[i].get("flip", True)) if name == "augmentation"
             else by_id[i].get("model_options", {}).get(name, defaults[name])
             for i in frame["run_id"]]
+    one_class = {r["run_id"] for r in records if predicts_one_class(r)}
+    frame["predicts_one_class"] = frame["run_id"].isin(one_class)
     return frame
 
 
@@ -235,7 +238,12 @@ def common_seeds(frame: pd.DataFrame) -> tuple[pd.DataFrame, list]:
     return (frame[frame["seed"].isin(shared)], shared) if shared else (frame, [])
 
 
-def choice_summary(frame: pd.DataFrame, metrics=("acc_all", "acc_few", "uniformity", "uniformity_k1")) -> pd.DataFrame:
+#: What the choices study summarises per combination; the mean of ``predicts_one_class`` over seeds is the share of
+#: seeds whose model puts every test image in one class.
+CHOICE_METRICS = ("acc_all", "acc_few", "uniformity", "uniformity_k1", "predicts_one_class")
+
+
+def choice_summary(frame: pd.DataFrame, metrics=CHOICE_METRICS) -> pd.DataFrame:
     """Per combination of the choices (and method): the mean of each metric over seeds (NaN where a seed's is
     undefined, e.g. U of collapsed features) and the seeds."""
     keys = CHOICES + (["method"] if "method" in frame else [])
@@ -245,8 +253,7 @@ def choice_summary(frame: pd.DataFrame, metrics=("acc_all", "acc_few", "uniformi
     return out.reset_index()
 
 
-def choice_effects(summary: pd.DataFrame, metrics=("acc_all", "acc_few", "uniformity", "uniformity_k1"),
-                   defaults=None) -> pd.DataFrame:
+def choice_effects(summary: pd.DataFrame, metrics=CHOICE_METRICS, defaults=None) -> pd.DataFrame:
     """Each choice's main effect on each metric: the mean over the combinations that differ from ours in that
     choice minus the mean over those that keep ours (a balanced factorial's main effect; with part of the
     factorial, the means over the combinations present), with how many combinations are on each side."""

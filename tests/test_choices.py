@@ -2,6 +2,7 @@
 tables that read the choices back from the records."""
 
 import inspect
+import math
 import json
 from pathlib import Path
 
@@ -128,3 +129,24 @@ def test_predicts_one_class_only_for_a_total_collapse():
     assert not tables.predicts_one_class(record([99.9, 0.0, 0.0, 0.0]))
     assert not tables.predicts_one_class(record([100.0]))
     assert not tables.predicts_one_class({"metrics": {}})
+
+
+def test_choice_frame_marks_runs_predicting_one_class_and_the_summary_gives_their_share():
+    def record(seed, per_class, **options):
+        config = experiments.table2_choice_configs("smoke", seeds=(seed,), combinations=[options])[0]
+        acc = sum(per_class) / len(per_class)
+        return {"run_id": config.run_id(), "seed": seed, "seconds": 1.0, "git": {}, "config": config.to_dict(),
+                "metrics": {"last": {"acc_all": acc}, "best": {"acc_all": acc, "epoch": 1}, "per_class_acc": per_class},
+                "history": [{"train_loss": 1.0}], "environment": {"device_name": "cpu"}, "data": {"source": "x"}}
+    records = [record(0, [100.0, 0.0, 0.0, 0.0], pooling="flatten"), record(1, [90.0, 50.0, 10.0, 0.0], pooling="flatten"),
+               record(0, [90.0, 50.0, 10.0, 0.0]), record(1, [95.0, 60.0, 0.0, 0.0])]
+    frame = tables.choice_frame(records)
+    assert frame["predicts_one_class"].sum() == 1
+    summary = tables.choice_summary(frame, metrics=("acc_all", "predicts_one_class"))
+    flatten = summary[summary["pooling"] == "flatten"].iloc[0]
+    assert flatten["predicts_one_class"] == 0.5 and flatten["acc_all"] == pytest.approx((25.0 + 37.5) / 2)
+    effects = tables.choice_effects(summary, metrics=("acc_all", "predicts_one_class")).set_index("choice")
+    assert effects.loc["pooling", "predicts_one_class"] == 0.5  # 1 of 2 seeds under flatten, 0 of 2 under ours
+    assert effects.loc["pooling", "acc_all"] == pytest.approx(31.25 - (37.5 + 38.75) / 2)
+    assert effects.loc["pooling", ["combinations_changed", "combinations_kept"]].tolist() == [1, 1]
+    assert math.isnan(effects.loc["batchnorm", "acc_all"])  # no combination changes it

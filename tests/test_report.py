@@ -616,6 +616,7 @@ def test_closest_combination_is_ranked_on_the_seeds_every_combination_has(tmp_pa
             "feature_activation=none, pooling=flatten: 45.00 % (few 2.25 %, distance 2.48); augmentation=True, "
             "batchnorm=True, feature_activation=none, pooling=avg: 60.00 % (few 25.00 %, distance 40.23)") in text
     assert "needs their runs under that combination (none yet)" in text
+    assert "CE runs whose model puts every test image in one class: 0 of 6; main effect on their share" in text
     # other methods under a combination that is not the closest: shown as such, and the closest said untested
     for method in ("mixup", "manifold_mixup"):
         other = choice(0, 50.0, 5.0, pooling="flatten")
