@@ -907,11 +907,11 @@ def _pattern_sentence(choice_records, closest) -> str:
         shown = ", ".join(f"{r.method} {r.acc_all:.2f} (few {r.acc_few:.2f}, {r.seeds} seed(s)"
                           + (f", {collapsed[r.method]} predicting one class" if r.method in collapsed else "") + ")"
                           for r in summary.itertuples())
-        named = ", ".join(f"{name}={combo[name]!s}" for name in tables.CHOICES)
         if all(combo[name] == closest[name] for name in tables.CHOICES):
             where, closest_shown = "Every method under the closest combination", True
         else:
-            where = f"Every method under {named} (notebook 01's pattern_choices; not the closest)"
+            where = ("Every method under " + ", ".join(f"{name}={combo[name]!s}" for name in tables.CHOICES)
+                     + " (notebook 01's pattern_choices; not the closest)")
         out.append(f"{where}: {shown}. " + tables.table2_pattern_verdict(summary, combo))
         outcomes.append(tables.table2_pattern_outcome(summary, combo))
     if not closest_shown:

@@ -285,19 +285,12 @@ def write_csv(frame: pd.DataFrame, path, decimals: int = 4) -> None:
     frame.round(decimals).to_csv(Path(path), index=False)
 
 
-PATTERN_OUTCOMES = ("reproduced", "in part", "not reproduced", "untested")
-
-
 def table2_pattern_outcome(summary, closest, margin: float = 5.0) -> str:
     """Whether Table 2's baseline pattern (CE far below mixup and manifold mixup: the paper has 42.5 against 59.4
     and 65.4) holds under the choices of ``closest`` (a row of ``tables.choice_summary``): "reproduced" (both mixups
     above CE by at least ``margin`` points), "in part" (one), "not reproduced" (neither), or "untested" (a run is
-    missing). One of ``PATTERN_OUTCOMES``."""
-    accuracy = _pattern_accuracies(summary, closest)
-    if any(acc is None for acc in accuracy.values()):
-        return "untested"
-    above = [m for m in ("mixup", "manifold_mixup") if accuracy[m] >= accuracy["ce"] + margin]
-    return {2: "reproduced", 1: "in part", 0: "not reproduced"}[len(above)]
+    missing)."""
+    return _outcome(_pattern_accuracies(summary, closest), margin)
 
 
 def pattern_tally(outcomes) -> str:
@@ -318,11 +311,18 @@ def _pattern_accuracies(summary, closest) -> dict:
     return {m: None if acc.empty else float(acc.iloc[0]) for m, acc in accuracy.items()}
 
 
+def _outcome(accuracy: dict, margin: float) -> str:
+    if any(acc is None for acc in accuracy.values()):
+        return "untested"
+    above = [m for m in ("mixup", "manifold_mixup") if accuracy[m] >= accuracy["ce"] + margin]
+    return {2: "reproduced", 1: "in part", 0: "not reproduced"}[len(above)]
+
+
 def table2_pattern_verdict(summary, closest, margin: float = 5.0) -> str:
     """``table2_pattern_outcome`` said plainly, with CE's and both mixups' accuracies, or, where runs are missing,
     the call that trains them."""
     accuracy = _pattern_accuracies(summary, closest)
-    outcome = table2_pattern_outcome(summary, closest, margin)
+    outcome = _outcome(accuracy, margin)
     if outcome == "untested":
         combo = {name: closest[name].item() if hasattr(closest[name], "item") else closest[name] for name in CHOICES}
         missing = [m for m, acc in accuracy.items() if acc is None]
