@@ -19,6 +19,10 @@ archive) is an error, before and after training. Records go to ``results/data_co
     python -m amixup.data_copy --profile paper --copy q75 --data DIR-q75 --cache CACHE-q75 --workers 4 --devices cuda
     python -m amixup.data_copy --check --results-dir results/data_copy/paper
     python -m amixup.data_copy --compare DIR CACHE-original DIR-q75 CACHE-q75   # how far apart the pixels are
+    python -m amixup.data_copy --compare DIR CACHE-original DIR-q75 CACHE-q75 --save-as q75   # ... kept for the report
+
+``--save-as`` keeps the distance (PSNR included) in ``results/data_copy/distances.json``, which the report sets
+beside each copy's accuracy: accuracy against PSNR is the dose-response.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ from pathlib import Path
 
 from . import experiments
 from .config import parse_assignments
-from .data.copies import ARCHIVE, ORIGINAL_SOURCE, DataCopyError, check_source, expected_source  # noqa: F401
+from .data.copies import (ARCHIVE, DISTANCES_FILE, ORIGINAL_SOURCE, DataCopyError, check_source,  # noqa: F401
+                          data_copy_label, expected_source, read_distances)
 from .engine import resolve_device
 from .records import REPO_ROOT, read_record
 
@@ -121,6 +126,49 @@ def pixel_difference(copy_a, copy_b) -> dict:
             "psnr_db": math.inf if mse == 0 else 10 * math.log10(255 ** 2 / mse)}
 
 
+def measure_copy(label: str, original, copy) -> dict:
+    """How far the copy ``label`` (e.g. "q50") lies from the copy as it is, each given as (data folder, cache folder)
+    and first checked to be that copy (:func:`prepare`): :func:`pixel_difference` with the copy's label and the
+    SHA-256 of both archives."""
+    from .jpegquality import file_sha256
+
+    label = data_copy_label(label)
+    if label == "original":
+        raise ValueError("--save-as names the re-encoded copy (e.g. q50), not 'original'")
+    prepare("original", *original)
+    prepare(label, *copy)
+    return {"copy": label, "against": "original", **pixel_difference(original, copy),
+            "original_sha256": file_sha256(Path(original[0]) / ARCHIVE),
+            "copy_sha256": file_sha256(Path(copy[0]) / ARCHIVE)}
+
+
+def save_distance(measured: dict, path=None) -> str:
+    """Keep ``measured`` (:func:`measure_copy`) in ``path`` (default results/data_copy/distances.json), one entry per
+    copy; returns "added" or "unchanged". A copy already there with other numbers raises :class:`DataCopyError`
+    (nothing is overwritten: delete its entry to measure it again)."""
+    import json
+    import math
+
+    path = Path(path) if path is not None else REPO_ROOT / "results" / "data_copy" / DISTANCES_FILE
+    kept = read_distances(path)
+    entry = {k: v for k, v in measured.items() if k != "copy"}
+    old = kept.get(measured["copy"])
+    if old is not None:
+        # the same bytes decode to the same pixels, so the numbers agree to rounding; another JPEG decoder may
+        # round a few pixels differently, which moves them far less than 1e-6 relative
+        same = old.keys() == entry.keys() and all(
+            old[k] == entry[k] if isinstance(entry[k], str) else math.isclose(old[k], entry[k], rel_tol=1e-6)
+            for k in entry)
+        if not same:
+            raise DataCopyError(f"{path} already holds other numbers for copy {measured['copy']!r} ({old}); "
+                                f"delete that entry to keep the new ones ({entry})")
+        return "unchanged"
+    kept[measured["copy"]] = entry
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dict(sorted(kept.items())), indent=1) + "\n")
+    return "added"
+
+
 def run(profile: str, copy: str, data_dir, cache_dir, *, results_dir=None, seeds=(0, 1), methods=("ce", "am_mixup"),
         quality: int = 75, workers: int = 1, devices=None, device: str = "auto", progress: bool = True,
         **overrides) -> list[dict]:
@@ -166,12 +214,26 @@ def main(argv=None) -> int:
                         help="train nothing: check that every record under the results dir names its copy")
     parser.add_argument("--compare", nargs=4, metavar=("DATA_A", "CACHE_A", "DATA_B", "CACHE_B"),
                         help="train nothing: how far apart the pixels of two copies are")
+    parser.add_argument("--save-as", metavar="LABEL",
+                        help="with --compare: the second copy is the re-encoded copy LABEL (e.g. q50), the first the "
+                        f"original; keep the numbers in results/data_copy/{DISTANCES_FILE}")
     args = parser.parse_args(argv)
+    if args.save_as and not args.compare:
+        parser.error("--save-as goes with --compare")
+    if args.save_as and not re.fullmatch(r"q\d+", args.save_as):
+        parser.error(f"--save-as must name a re-encoded copy, q<quality> (e.g. q50), got {args.save_as!r}")
     if args.compare:
         a_data, a_cache, b_data, b_cache = args.compare
-        diff = pixel_difference((a_data, a_cache), (b_data, b_cache))
+        try:
+            diff = (measure_copy(args.save_as, (a_data, a_cache), (b_data, b_cache)) if args.save_as
+                    else pixel_difference((a_data, a_cache), (b_data, b_cache)))
+            saved = save_distance(diff) if args.save_as else None
+        except (ValueError, DataCopyError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         print(f"{diff['changed']:.2%} of {diff['pixels']:,} pixel values differ; mean |difference| "
-              f"{diff['mean_abs']:.3f}, largest {diff['max_abs']} (of 255); PSNR {diff['psnr_db']:.1f} dB")
+              f"{diff['mean_abs']:.3f}, largest {diff['max_abs']} (of 255); PSNR {diff['psnr_db']:.1f} dB"
+              + (f"; copy {diff['copy']} {saved} in results/data_copy/{DISTANCES_FILE}" if saved else ""))
         return 0
     results_dir = Path(args.results_dir) if args.results_dir else results_dir_for(args.profile)
     if args.check:

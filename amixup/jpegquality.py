@@ -126,7 +126,8 @@ def located_copy_note(source_text: str) -> str | None:
     return None
 
 
-def _sha256(path: Path) -> str | None:
+def file_sha256(path: Path) -> str | None:
+    """The SHA-256 of a file (hex), None where it is not a file."""
     if not Path(path).is_file():
         return None
     digest = hashlib.sha256()
@@ -155,7 +156,7 @@ def reencode(source, dest, quality: int) -> dict:
     as_archive = dest.name.endswith((".tar.gz", ".tgz"))
     stats = {"quality": int(quality), "jpegs": 0, "other_files": 0, "bytes_in": 0, "bytes_out": 0}
     marker = {"reencoded_at_quality": [], "tool": "python -m amixup.jpegquality reencode",
-              "from": Path(source).name, "from_sha256": _sha256(source)}
+              "from": Path(source).name, "from_sha256": file_sha256(source)}
     tmp = dest.with_name(dest.name + ".partial")
     raw = None
 

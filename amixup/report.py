@@ -743,9 +743,10 @@ def paper_gap(cell_rows: pd.DataFrame, dataset: str = GAP_DATASET, imb: float = 
     return _order(out).sort_values("_m").drop(columns="_m").reset_index(drop=True) if len(out) else out
 
 
-def data_copy(records_with_paths, gap: pd.DataFrame | None = None) -> pd.DataFrame:
+def data_copy(records_with_paths, gap: pd.DataFrame | None = None, distances: dict | None = None) -> pd.DataFrame:
     """Runs under results/data_copy/ (config.extra.data_copy labels the copy: "original" or e.g. "q75"),
-    one row per profile, dataset, method and copy: last-epoch accuracy (all, few; mean and std over seeds)
+    one row per profile, dataset, method and copy: last-epoch accuracy (all, few; mean and std over seeds),
+    the copy's PSNR against the original where measured (``distances``: amixup.data.copies.read_distances)
     and, for a re-encoded copy, the paired difference to the original over matching seeds with
     scipy's ttest_rel (the measured cost of one more JPEG compression step), beside the method's
     CIFAR-10-LT gap to the paper (``gap``: :func:`paper_gap`). Records whose data source is not their
@@ -762,6 +763,7 @@ def data_copy(records_with_paths, gap: pd.DataFrame | None = None) -> pd.DataFra
         per_seed = {m: part[part["copy"] == "original"].groupby("seed")[m].mean().to_dict() for m in COPY_METRICS}
         for copy, sub in part.groupby("copy", sort=True):
             row = {"profile": profile, "dataset": dataset, "imb_factor": imb, "method": method, "copy": copy,
+                   "psnr_db": (distances or {}).get(copy, {}).get("psnr_db", math.nan),
                    "runs": len(sub), "seeds": _join(sub["seed"]), "experiment": _join(sub["experiment"])}
             for m in COPY_METRICS:
                 values = sub[m].astype(float)
@@ -950,7 +952,8 @@ def causes_paragraph(records_with_paths, copy_rows: pd.DataFrame) -> str:
         for r in again.itertuples():
             p = f", p {_p(r.p_acc_all)}" if r.paired_seeds >= MIN_N else ", n too small"
             gap = f" against a gap to the paper of {r.gap_acc_all:+.2f}" if pd.notna(r.gap_acc_all) else ""
-            parts.append(f"{r.method} {r.copy}: {r.diff_acc_all:+.2f} points ({r.paired_seeds} paired seeds{p}){gap}")
+            parts.append(f"{r.method} {r.copy}{_psnr(r.psnr_db)}: {r.diff_acc_all:+.2f} points ({r.paired_seeds} "
+                         f"paired seeds{p}){gap}")
         out.append("One more JPEG step (data copy, paper profile, acc_all, re-encoded minus original): "
                    + ("; ".join(parts) if parts else "no re-encoded copy has paper-profile runs yet") + ".")
     if found["ldam_drw"]:
@@ -1069,6 +1072,11 @@ def readme_block(cell_rows, claim_rows, copy_rows: pd.DataFrame | None = None) -
     ]) + "\n"
 
 
+def _psnr(db) -> str:
+    """" (PSNR 28.7 dB)" for a copy whose distance from the original is measured, else ""."""
+    return "" if pd.isna(db) else f" (PSNR {db:.1f} dB)"
+
+
 def copy_line(copy_rows: pd.DataFrame) -> str:
     """The README's sentence on what the CIFAR-10 JPEG copy costs, from the data-copy records: one more compression
     step's effect on accuracy per profile (paper first), method and copy, with its paired seeds and p (from MIN_N)."""
@@ -1079,7 +1087,7 @@ def copy_line(copy_rows: pd.DataFrame) -> str:
     parts = []
     for profile, sub in sorted(again.groupby("profile"), key=lambda kv: (kv[0] != PAPER_PROFILE, kv[0])):
         label = {PAPER_PROFILE: "the full recipe"}.get(profile, "shortened runs: weak evidence")
-        cells = [f"{r.method} {r.copy} {r.diff_acc_all:+.2f} (n {r.paired_seeds}"
+        cells = [f"{r.method} {r.copy}{_psnr(r.psnr_db)} {r.diff_acc_all:+.2f} (n {r.paired_seeds}"
                  + (f", p {_p(r.p_acc_all)})" if r.test == "paired t-test" else ")") for r in sub.itertuples()]
         parts.append(f"{profile} profile ({label}): " + ", ".join(cells))
     missing = "" if (again["profile"] == PAPER_PROFILE).any() else "; not yet measured at the paper profile"
@@ -1268,10 +1276,12 @@ def _markdown(cell_rows, short, rest, claim_rows, copy_rows, located, notes, gap
                 "--data DIR --cache CACHE` and `--copy q75 --data DIR-q75 --cache CACHE-q75` (README, \"Data-copy "
                 "experiment\")."]
     else:
-        out += ["Per copy (mean and std over seeds, last epoch):", "",
-                _md_table(copy_rows[["profile", "dataset", "imb_factor", "method", "copy", "runs", "seeds",
-                                     "experiment", "acc_all_mean", "acc_all_std", "acc_few_mean", "acc_few_std",
-                                     "data_source"]]),
+        out += ["Per copy (mean and std over seeds, last epoch; `psnr_db`: the copy's pixels against the copy as it "
+                f"is, kept in `results/{DATA_COPY_DIR}/distances.json` by `python -m amixup.data_copy --compare ... "
+                "--save-as LABEL`, blank where not measured):", "",
+                _md_table(copy_rows[["profile", "dataset", "imb_factor", "method", "copy", "psnr_db", "runs",
+                                     "seeds", "experiment", "acc_all_mean", "acc_all_std", "acc_few_mean",
+                                     "acc_few_std", "data_source"]]),
                 *(["", "(`experiment` table3: the original side is Table 3's record of exactly that training, the "
                    "same recipe on the copy as it is, not trained twice.)"]
                   if copy_rows["experiment"].str.contains("table3").any() else []),
@@ -1282,8 +1292,8 @@ def _markdown(cell_rows, short, rest, claim_rows, copy_rows, located, notes, gap
                 "compression, an estimate of the first one's cost):", ""]
         again = copy_rows[copy_rows["copy"] != "original"]
         out.append("no re-encoded copy has runs yet" if again.empty else _md_table(
-            again[["profile", "method", "copy", "paired_seeds", "test", "diff_acc_all", "p_acc_all", "diff_acc_few",
-                   "p_acc_few", "gap_acc_all", "gap_acc_few"]]))
+            again[["profile", "method", "copy", "psnr_db", "paired_seeds", "test", "diff_acc_all", "p_acc_all",
+                   "diff_acc_few", "p_acc_few", "gap_acc_all", "gap_acc_few"]]))
     if rejected:
         out += ["", "Left out (the data source is not the copy the run is labelled with):", ""]
         out += [f"- {r}" for r in rejected]
@@ -1300,7 +1310,10 @@ def build(results_dir, paper: pd.DataFrame, located, notes=None, figure: bool = 
     cell_rows = cells(paper, runs, located)
     short, rest = shorter_profiles(paper, runs), unmapped(paper, runs)
     gap = paper_gap(cell_rows)
-    claim_rows, copy_rows = claims(runs, located, paper=paper), data_copy(with_paths, gap)
+    from .data.copies import DISTANCES_FILE, read_distances
+
+    distances = read_distances(Path(results_dir) / DATA_COPY_DIR / DISTANCES_FILE)
+    claim_rows, copy_rows = claims(runs, located, paper=paper), data_copy(with_paths, gap, distances)
     rejected = data_copy_records(with_paths)[1]
     if not short.empty:
         short = _order(short).sort_values(["table", "dataset", "imb_factor", "network", "_m", "metric", "profile"],

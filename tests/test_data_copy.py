@@ -120,3 +120,36 @@ def test_pixel_difference_of_the_two_copies(copies, tmp_path, capsys):
     assert data_copy.main(["--compare", str(copies / "original"), str(tmp_path / "c1"), str(copies / "q75"),
                            str(tmp_path / "c3")]) == 0
     assert "pixel values differ" in capsys.readouterr().out
+
+
+def test_a_measured_distance_is_kept_for_the_report_and_never_overwritten(copies, tmp_path, monkeypatch, capsys):
+    original, q75 = (copies / "original", tmp_path / "c1"), (copies / "q75", tmp_path / "c3")
+    measured = data_copy.measure_copy("q75", original, q75)
+    from amixup.jpegquality import file_sha256
+
+    assert measured == {"copy": "q75", "against": "original", **data_copy.pixel_difference(original, q75),
+                        "original_sha256": file_sha256(copies / "original" / "cifar10-jpeg.tar.gz"),
+                        "copy_sha256": file_sha256(copies / "q75" / "cifar10-jpeg.tar.gz")}
+    assert measured["original_sha256"] != measured["copy_sha256"] and len(measured["copy_sha256"]) == 64
+    with pytest.raises(data_copy.DataCopyError, match="q50"):  # the folder holds the q75 copy, not q50
+        data_copy.measure_copy("q50", original, q75)
+    with pytest.raises(data_copy.DataCopyError, match="original"):  # the first copy must be the copy as it is
+        data_copy.measure_copy("q75", q75, q75)
+    with pytest.raises(ValueError, match="not 'original'"):
+        data_copy.measure_copy("original", original, original)
+    path = tmp_path / "distances.json"
+    assert data_copy.save_distance(measured, path) == "added"
+    assert data_copy.save_distance(dict(measured), path) == "unchanged"
+    kept = data_copy.read_distances(path)
+    assert kept == {"q75": {k: v for k, v in measured.items() if k != "copy"}}
+    with pytest.raises(data_copy.DataCopyError, match="already holds other numbers for copy 'q75'"):
+        data_copy.save_distance({**measured, "psnr_db": measured["psnr_db"] + 1}, path)
+    assert data_copy.read_distances(path) == kept  # left as it was
+    # from the command line, into results/data_copy/ of the repository
+    monkeypatch.setattr(data_copy, "REPO_ROOT", tmp_path)
+    assert data_copy.main(["--compare", *map(str, original + q75), "--save-as", "q75"]) == 0
+    assert "copy q75 added in results/data_copy/distances.json" in capsys.readouterr().out
+    assert data_copy.read_distances(tmp_path / "results" / "data_copy" / "distances.json") == kept
+    with pytest.raises(SystemExit):
+        data_copy.main(["--compare", *map(str, original + q75), "--save-as", "75"])
+    assert "--save-as must name a re-encoded copy" in capsys.readouterr().err

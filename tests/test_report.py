@@ -435,11 +435,19 @@ def test_data_copy_section_from_records_under_data_copy(tmp_path):
     assert ce.loc["q50", "p_acc_few"] == pytest.approx(stats.ttest_rel([28, 27, 28.5], [30, 31, 29]).pvalue)
     assert ce.loc["original", "acc_few_mean"] == 30.0 and math.isnan(ce.loc["original", "diff_acc_all"])
     assert "JPEG-encoded once more at quality 50" in ce.loc["q50", "data_source"]
+    assert rows["psnr_db"].isna().all()  # no distance measured
+    files = report.build(tmp_path, paper, ["cifar10"], notes=[])
+    assert "ce q50 -3.17 (n 3, p " in files[report.README_KEY]
+    # the distance of the q50 copy, as `python -m amixup.data_copy --compare ... --save-as q50` keeps it
+    (tmp_path / "data_copy" / "distances.json").write_text(json.dumps({"q50": {"psnr_db": 28.7, "changed": 0.9}}))
     files = report.build(tmp_path, paper, ["cifar10"], notes=[])
     md = files["REPORT.md"]
-    assert "Not run yet" not in md and "| paper | cifar10_lt | 100 | ce | q50 | 3 | 0; 1; 2 |" in md
+    assert "Not run yet" not in md and "| paper | cifar10_lt | 100 | ce | original |  | 3 | 0; 1; 2 |" in md
+    assert "| paper | cifar10_lt | 100 | ce | q50 | 28.7 | 3 | 0; 1; 2 |" in md
+    assert "ce q50 (PSNR 28.7 dB) -3.17 (n 3, p " in files[report.README_KEY]
+    assert "ce q50 (PSNR 28.7 dB): -3.17 points (3 paired seeds, p " in md
     # the cost of the extra step beside the gap to the paper (Table 3 CE, paper profile: 64 - 71.86)
-    assert "| paper | ce | q50 | 3 | paired t-test | -3.1667 |" in md and "| -7.86 | -16.92 |" in md
+    assert "| paper | ce | q50 | 28.7 | 3 | paired t-test | -3.1667 |" in md and "| -7.86 | -16.92 |" in md
     for r in recs:  # the same at the quick profile: its cost is shown, but not beside the full recipe's gap
         r["config"]["profile"], r["run_id"] = "quick", r["run_id"] + "-quick"
     quick = tmp_path / "quick"

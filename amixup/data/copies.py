@@ -49,3 +49,17 @@ def check_source(label: str, source: str, what: str = "the data") -> None:
         raise DataCopyError(f"{what} of copy {label!r} came from {read!r}, expected {want!r}. Give each copy its "
                             f"own folder (the original archive, or the one re-encoded by `python -m amixup.jpegquality "
                             f"reencode`) and its own cache folder: a cache built from the other copy is read first.")
+
+
+DISTANCES_FILE = "distances.json"  # under results/data_copy/: how far each re-encoded copy lies from the original
+
+
+def read_distances(path) -> dict[str, dict]:
+    """The measured distances of the re-encoded copies from the copy as it is (copy label -> the numbers of
+    ``amixup.data_copy.pixel_difference``, PSNR included), as ``python -m amixup.data_copy --compare ... --save-as
+    LABEL`` keeps them; {} where the file is not there."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else {}
