@@ -1,5 +1,5 @@
 """Figures computed from run records: 2-D features over the confidence landscape (paper
-Figures 2-5) and the AM-mixup lambda trajectory."""
+Figures 2-5), the AM-mixup lambda trajectory, the beta sweep and the data-copy dose-response."""
 
 from __future__ import annotations
 
@@ -127,6 +127,34 @@ def accuracy_vs_beta(records, path=None):
     ax.set_title(f"AM-mixup on {records[0]['config']['dataset']}, seeds {seeds}", fontsize=10)
     ax.legend(fontsize=8)
     return _finish(fig, path)
+
+
+def cost_vs_psnr(copy_rows, path=None):
+    """The data-copy dose-response: one more JPEG step's change of last-epoch accuracy (re-encoded minus original,
+    mean over paired seeds; all and few classes) against the copy's PSNR from the original, one marker per method
+    and profile (``copy_rows``: amixup.report.data_copy_table; copies without a measured PSNR are left out)."""
+    rows = copy_rows[(copy_rows["copy"] != "original") & copy_rows["psnr_db"].notna() & (copy_rows["paired_seeds"] > 0)]
+    if rows.empty:
+        raise ValueError("no re-encoded copy with a measured PSNR and paired seeds")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharex=True)
+    for ax, metric, title in zip(axes, ("acc_all", "acc_few"), ("all classes", "few classes")):
+        for (profile, method), part in rows.groupby(["profile", "method"], sort=False):
+            part = part.sort_values("psnr_db")
+            ax.plot(part["psnr_db"], part[f"diff_{metric}"], marker="o", lw=1,
+                    label=f"{LABELS.get(method, method)}, {profile} (n {_text_list(part['paired_seeds'])})")
+            for r in part.itertuples():
+                ax.annotate(r.copy, (r.psnr_db, getattr(r, f"diff_{metric}")), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points")
+        ax.axhline(0, color="0.5", lw=0.8, ls=":")
+        ax.set_title(title, fontsize=10), ax.set_xlabel("PSNR of the copy against the copy as it is (dB)")
+    axes[0].set_ylabel("accuracy change (points)")
+    axes[0].legend(fontsize=7)
+    return _finish(fig, path)
+
+
+def _text_list(values) -> str:
+    values = sorted(set(int(v) for v in values))
+    return str(values[0]) if len(values) == 1 else "/".join(map(str, values))
 
 
 def lambda_by_beta(records, path=None):

@@ -787,6 +787,19 @@ def data_copy(records_with_paths, gap: pd.DataFrame | None = None, distances: di
     return out.drop(columns=["_m", "_copy"]).reset_index(drop=True)
 
 
+def data_copy_table(data_copy_dir, originals=(), distances_path=None) -> pd.DataFrame:
+    """:func:`data_copy` of the records under ``data_copy_dir`` (e.g. results/data_copy/paper), with ``originals``
+    (e.g. a notebook's Table 3 records) as the runs a re-encoded copy may pair with and each copy's PSNR from
+    ``distances_path`` (default: distances.json beside that folder); no gap to the paper."""
+    from .data.copies import DISTANCES_FILE, read_distances
+
+    data_copy_dir = Path(data_copy_dir)
+    with_paths = [(f"{DATA_COPY_DIR}/{p}", r) for p, r in read_run_records(data_copy_dir)]
+    with_paths += [(f"originals/{i}", r) for i, r in enumerate(originals)]
+    distances = read_distances(distances_path if distances_path is not None else data_copy_dir.parent / DISTANCES_FILE)
+    return data_copy(with_paths, distances=distances)
+
+
 # --------------------------------------------------------------------------- at a glance
 
 SUMMARY_COLUMNS = ["cells", "compared", "within noise", "differs", "no test", "missing", "CI excludes 0"]

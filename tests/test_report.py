@@ -485,6 +485,38 @@ def test_a_table3_record_of_the_same_training_is_the_original_side_of_a_reencode
     assert "ce q50: -3.00 points (1 paired seeds, n too small)" in text
 
 
+def test_data_copy_table_of_a_folder_pairs_with_the_given_originals_and_plots_cost_against_psnr(tmp_path):
+    """What notebook 02's data-copy section shows: the records of one data-copy folder, the notebook's Table 3
+    records as the originals they may pair with, the PSNR kept beside the folder, and the cost against PSNR."""
+    import matplotlib.pyplot as plt
+
+    from amixup import plots
+    from amixup.data_copy import expected_source
+
+    table3 = [make_record("table3", "cifar10_lt", "ce", 0, imb=100, acc=64.0, few=35.0)]
+    again = []
+    for label, acc, few in (("q50", 61.0, 30.0), ("q30", 58.0, 26.0)):
+        rec = make_record("data_copy", "cifar10_lt", "ce", 0, imb=100, extra={"data_copy": label}, acc=acc, few=few)
+        rec["data"]["source"] = "cache cifar10.pt of " + expected_source(label)
+        again.append(rec)
+    folder = write(tmp_path / "data_copy" / "paper", again, folder="data_copy")  # results/data_copy/paper/data_copy
+    alone = report.data_copy_table(folder)  # without originals: the copies alone, nothing paired
+    assert list(alone["copy"]) == ["q30", "q50"] and (alone["paired_seeds"] == 0).all()
+    with pytest.raises(ValueError, match="measured PSNR"):
+        plots.cost_vs_psnr(report.data_copy_table(folder, table3))  # no distance kept yet
+    (tmp_path / "data_copy" / "distances.json").write_text(json.dumps({"q50": {"psnr_db": 28.7},
+                                                                        "q30": {"psnr_db": 27.5}}))
+    rows = report.data_copy_table(folder, table3).set_index("copy")
+    assert list(rows.index) == ["original", "q30", "q50"] and rows.loc["original", "experiment"] == "table3"
+    assert rows.loc["q30", "psnr_db"] == 27.5 and rows.loc["q30", "diff_acc_all"] == pytest.approx(-6.0)
+    assert rows.loc["q50", "diff_acc_few"] == pytest.approx(-5.0) and math.isnan(rows.loc["original", "psnr_db"])
+    fig = plots.cost_vs_psnr(rows.reset_index())
+    line = fig.axes[0].get_lines()[0]  # CE at the paper profile, sorted by PSNR: q30 then q50
+    assert list(line.get_xdata()) == [27.5, 28.7] and list(line.get_ydata()) == pytest.approx([-6.0, -3.0])
+    assert list(fig.axes[1].get_lines()[0].get_ydata()) == pytest.approx([-9.0, -5.0])
+    plt.close(fig)
+
+
 def test_summary_counts_cells_and_claims(tmp_path):
     recs = [make_record("table3", "cifar10_lt", "ce", s, imb=100, acc=64.0 + s, few=40.0 + s) for s in range(3)]
     recs += [make_record("table3", "cifar10_lt", "am_mixup", s, imb=100, acc=67.0 + s, few=50.0 + 2 * s)
