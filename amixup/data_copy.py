@@ -197,6 +197,14 @@ def run(profile: str, copy: str, data_dir, cache_dir, *, results_dir=None, seeds
     return records
 
 
+def _is_reencoded_label(text: str) -> bool:
+    """Whether ``text`` is already the label of a re-encoded copy (q<quality>, quality 1..100: data_copy_label)."""
+    try:
+        return text != "original" and data_copy_label(text) == text
+    except ValueError:
+        return False
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m amixup.data_copy", description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="paper", choices=("smoke", "quick", "paper"))
@@ -220,7 +228,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.save_as and not args.compare:
         parser.error("--save-as goes with --compare")
-    if args.save_as and not re.fullmatch(r"q\d+", args.save_as):
+    if args.save_as and not _is_reencoded_label(args.save_as):
         parser.error(f"--save-as must name a re-encoded copy, q<quality> (e.g. q50), got {args.save_as!r}")
     if args.compare:
         a_data, a_cache, b_data, b_cache = args.compare

@@ -153,3 +153,6 @@ def test_a_measured_distance_is_kept_for_the_report_and_never_overwritten(copies
     with pytest.raises(SystemExit):
         data_copy.main(["--compare", *map(str, original + q75), "--save-as", "75"])
     assert "--save-as must name a re-encoded copy" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a quality outside 1..100, refused before any image is read
+        data_copy.main(["--compare", *map(str, original + q75), "--save-as", "q101"])
+    assert "got 'q101'" in capsys.readouterr().err
