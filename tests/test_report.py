@@ -750,3 +750,36 @@ def test_shorter_profiles_name_their_device(tmp_path):
     assert "| ours_mean | ours_std | ours_best_mean | ours_n | precision | device |" in section
     assert "| 8 | cifar10 |  | vgg11 | ce | acc_all | quick | 75 |  | 76 | 1 | fp32 | NVIDIA H200 |" in section
     assert "| 8 | cifar10 |  | vgg11 | mixup | acc_all | quick | 62 |  | 63 | 1 | fp32 | cpu |" in section
+
+
+def test_readme_copy_line_says_what_the_ldam_drw_control_leaves_against_the_cited_ce(tmp_path):
+    """The README's line on the copy ends with the control's best epoch against the CE figure Table 3 cites (70.40,
+    best epoch, as LDAM-DRW reports), or says the control is not in yet; only a paper-profile control counts."""
+    write(tmp_path, [make_record("table3", "cifar10_lt", "ce", 0, imb=100, acc=64.0)], folder="02_imbalanced_lt/paper/table3")
+    write(tmp_path, [make_record("ldam_drw_control", "cifar10_lt", "ce", 0, imb=100, profile="quick")],
+          folder="02_imbalanced_lt/quick/ldam_drw_control")
+    block = report.build(tmp_path, report.load_paper(), [], notes=[], figure=False)[report.README_KEY]
+    assert "The LDAM-DRW control (what is left against the cited CE) has no paper-profile record yet." in " ".join(
+        block.split())
+    write(tmp_path, [make_record("ldam_drw_control", "cifar10_lt", "ce", 0, imb=100, acc=66.0)],
+          folder="02_imbalanced_lt/paper/ldam_drw_control")
+    block = report.build(tmp_path, report.load_paper(), [], notes=[], figure=False)[report.README_KEY]
+    # best = last + 1 (make_record): 67.00 - 70.40 = -3.40
+    assert ("With LDAM-DRW's own ERM recipe on this copy, CE reaches 67.00 at its best epoch (last 66.00; 1 seed, fp32) "
+            "against the 70.40 Table 3 cites for canonical CIFAR-10: -3.40 points left for the copy, the seed and "
+            "library versions.") in " ".join(block.split())
+
+
+def test_readme_copy_line_gives_the_paper_profile_and_leaves_shorter_profiles_to_the_report():
+    """Once a re-encoded copy has paper-profile runs, the README's line gives only those (the quick profile's weaker
+    evidence is named, in the report); before that it gives the shorter profiles and says the paper's is missing."""
+    def row(profile, copy, diff, n):
+        return {"profile": profile, "method": "ce", "copy": copy, "psnr_db": 28.7, "diff_acc_all": diff,
+                "paired_seeds": n, "test": "paired t-test" if n >= 3 else "n too small", "p_acc_all": 0.01}
+    quick = [row("quick", "original", math.nan, 0), row("quick", "q50", -1.5, 2)]
+    line = report.copy_line(pd.DataFrame(quick))
+    assert "quick profile (shortened runs: weak evidence): ce q50 (PSNR 28.7 dB) -1.50 (n 2); not yet measured at " \
+           "the paper profile." in line
+    line = report.copy_line(pd.DataFrame(quick + [row("paper", "q50", -1.9, 3)]))
+    assert "paper profile (the full recipe): ce q50 (PSNR 28.7 dB) -1.90 (n 3, p 0.01) (quick profile: the report)." \
+        in line and "-1.50" not in line and "not yet measured" not in line
