@@ -865,7 +865,7 @@ def fidelity_records(records_with_paths) -> dict[str, list[dict]]:
     return found
 
 
-def choices_sentence(choice_records, records_with_paths) -> str:
+def choices_sentence(choice_records, records_with_paths, paper: pd.DataFrame) -> str:
     """What the Table 2 choices study measured (notebook 01): CE per combination of the silent choices at the paper
     profile against the paper's CE, the combination closest to it by the means over the seeds every combination has
     (the next two beside it: a near tie is visible), and each choice's main effect on few-class accuracy, from the
@@ -877,7 +877,6 @@ def choices_sentence(choice_records, records_with_paths) -> str:
         return f"The Table 2 choices study has {len(choice_records)} run(s), none of CE at the paper profile yet."
     compared, seeds = tables.common_seeds(tables.choice_frame(ours + recs))
     summary = tables.choice_summary(compared)
-    paper = tables.load_paper_results()
     ce = paper[(paper["table"] == 2) & (paper["method"] == "ce")].set_index("metric")["mean"]
     ranked = tables.nearest(summary, {"acc_all": ce["acc_all"], "acc_few": ce["acc_few"]})
     closest = ranked.iloc[0]
@@ -936,29 +935,31 @@ def _pattern_sentence(choice_records, closest) -> str:
     return " ".join(o for o in out if o)
 
 
-def control_comparison(control_records, records_with_paths, paper: pd.DataFrame | None = None) -> pd.DataFrame | None:
+def control_comparison(control_records, records_with_paths, paper: pd.DataFrame) -> pd.DataFrame | None:
     """The LDAM-DRW control's paper-profile runs beside Table 3's CE on the same seeds and the cited CE figure
     (``tables.ldam_control_comparison``); None without a paper-profile control run."""
     paper_runs = [r for r in control_records if r["config"]["profile"] == PAPER_PROFILE]
     if not paper_runs:
         return None
     table3 = [r for _, r in records_with_paths if r["config"].get("experiment") == "table3"]
-    return tables.ldam_control_comparison(paper_runs, table3, tables.load_paper_results() if paper is None else paper)
+    return tables.ldam_control_comparison(paper_runs, table3, paper)
 
 
-def control_sentence(control_records, records_with_paths) -> str:
+def control_sentence(control_records, records_with_paths, paper: pd.DataFrame) -> str:
     """What the LDAM-DRW control (notebook 02) measured at the paper profile, beside Table 3's CE on the same seeds
     and the cited CE figure (``tables.ldam_control_verdict``)."""
-    comparison = control_comparison(control_records, records_with_paths)
+    comparison = control_comparison(control_records, records_with_paths, paper)
     if comparison is None:
         return (f"The LDAM-DRW control has {len(control_records)} run(s), none at the paper profile "
                 f"({_join(r['config']['profile'] for r in control_records)}).")
     return "The LDAM-DRW control (notebook 02, paper profile): " + tables.ldam_control_verdict(comparison)
 
 
-def causes_paragraph(records_with_paths, copy_rows: pd.DataFrame) -> str:
+def causes_paragraph(records_with_paths, copy_rows: pd.DataFrame, paper: pd.DataFrame | None = None) -> str:
     """What the measured causes of the differences explain, from the records: each study of the fidelity work
-    that has records is summarised (the data-copy cost beside the gap), the ones without records are named."""
+    that has records is summarised (the data-copy cost beside the gap), the ones without records are named.
+    ``paper``: the paper's numbers the report compares with (default: tables.load_paper_results)."""
+    paper = tables.load_paper_results() if paper is None else paper
     found = fidelity_records(records_with_paths)
     names = {"table2_choices": "the Table 2 choices study (`results/01_motivation/*/table2_choices*`)",
              "data_copy": "the data-copy dose-response at the paper profile (`results/data_copy/`, profile `paper`)",
@@ -966,7 +967,7 @@ def causes_paragraph(records_with_paths, copy_rows: pd.DataFrame) -> str:
     absent = [names[k] for k, v in found.items() if not v]
     out = []
     if found["table2_choices"]:
-        out.append(choices_sentence(found["table2_choices"], records_with_paths))
+        out.append(choices_sentence(found["table2_choices"], records_with_paths, paper))
     if found["data_copy"] and not copy_rows.empty:
         again = copy_rows[(copy_rows["profile"] == PAPER_PROFILE) & (copy_rows["copy"] != "original")]
         parts = []
@@ -978,7 +979,7 @@ def causes_paragraph(records_with_paths, copy_rows: pd.DataFrame) -> str:
         out.append("One more JPEG step (data copy, paper profile, acc_all, re-encoded minus original): "
                    + ("; ".join(parts) if parts else "no re-encoded copy has paper-profile runs yet") + ".")
     if found["ldam_drw"]:
-        out.append(control_sentence(found["ldam_drw"], records_with_paths))
+        out.append(control_sentence(found["ldam_drw"], records_with_paths, paper))
     if absent:
         out.append("Not in yet, so none of the differences above is explained by a measurement here: "
                    + "; ".join(absent) + ".")
@@ -1362,7 +1363,7 @@ def build(results_dir, paper: pd.DataFrame, located, notes=None, figure: bool = 
         short = _order(short).sort_values(["table", "dataset", "imb_factor", "network", "_m", "metric", "profile"],
                                           na_position="first").drop(columns="_m")
     cell_rows, short, copy_rows, gap = _round(cell_rows), _round(short), _round(copy_rows), _round(gap)
-    causes = causes_paragraph(with_paths, copy_rows)
+    causes = causes_paragraph(with_paths, copy_rows, paper)
     control = control_comparison(fidelity_records(with_paths)["ldam_drw"], with_paths, paper)
     md = _markdown(cell_rows, short, rest, claim_rows, copy_rows, list(located), notes, gap, rejected, causes)
     files = {"REPORT.md": md, "REPORT.csv": cell_rows.to_csv(index=False, lineterminator="\n"),
